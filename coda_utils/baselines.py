@@ -1,0 +1,150 @@
+"""Training-free selections of real images from the ``target`` split.
+
+Each selection returns positions into the dataset (exactly ``ipc`` per class) and can be
+exported as an ImageFolder with :func:`export_selection`.
+
+The latent-space selections (:func:`kmeans_nearest_real`, :func:`herding`) work on one class's
+latents (``n x ...``, as cached by :mod:`coda_utils.encoding`), flattened and standardized
+exactly as Distribution Discovery does, and return positions within the class;
+:func:`select_per_class` runs one over every class of a latent cache and returns dataset
+positions.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .datasets import LabeledImages
+from .io import export_image_folder
+
+__all__ = ["check_ipc", "random_real", "export_selection", "kmeans_nearest_real", "herding", "select_per_class"]
+
+
+def check_ipc(data: LabeledImages, ipc: int) -> None:
+    """Raise a clear error when ``ipc`` is not a positive integer or exceeds a class's size."""
+    if int(ipc) != ipc or ipc < 1:
+        raise ValueError(f"ipc must be a positive integer, got {ipc!r}")
+    counts = data.counts()
+    small = [(data.class_names[c], int(n)) for c, n in enumerate(counts) if n < ipc]
+    if small:
+        name, n = min(small, key=lambda t: t[1])
+        raise ValueError(
+            f"ipc={ipc} is larger than {len(small)} class(es) of {data.name} "
+            f"(smallest: {name!r} has {n} images); choose ipc <= {int(counts.min())}"
+        )
+
+
+def random_real(data: LabeledImages, ipc: int, seed: int = 0) -> np.ndarray:
+    """A seeded random subset of ``ipc`` images per class (positions into ``data``).
+
+    Class ``c`` draws from its own generator seeded by ``(seed, c)``, so a class's pick does not
+    depend on the other classes.
+    """
+    check_ipc(data, ipc)
+    picks = []
+    for c in range(data.num_classes):
+        rng = np.random.default_rng([seed, c])
+        picks.append(np.sort(rng.choice(data.class_indices(c), size=ipc, replace=False)))
+    return np.concatenate(picks)
+
+
+def export_selection(data: LabeledImages, indices: np.ndarray, out_dir: str | Path, method: str,
+                     ipc: int, extra: dict | None = None) -> Path:
+    """Write the selected real images as ``out_dir/<class>/<k>.png`` at native resolution with a
+    ``manifest.json`` (method, ipc, source indices, classes)."""
+    indices = np.asarray(indices)
+    images = data.load(indices).numpy()
+    manifest = {
+        "method": method,
+        "ipc": int(ipc),
+        "dataset": data.name,
+        "class_names": data.class_names,
+        "source_indices": data.source_indices[indices].tolist(),
+        **(extra or {}),
+    }
+    return export_image_folder(out_dir, images, data.labels[indices], data.classes, manifest)
+
+
+# --------------------------------------------------------------------------------------
+# Selections in the diffusion model's latent space (one class at a time)
+# --------------------------------------------------------------------------------------
+def _features(latents: np.ndarray, standardized: bool) -> np.ndarray:
+    from .discovery import standardize
+
+    x = np.asarray(latents)
+    return standardize(x) if standardized else x.reshape(len(x), -1).astype(np.float32)
+
+
+def _class_ipc(n: int, ipc: int) -> None:
+    if int(ipc) != ipc or ipc < 1:
+        raise ValueError(f"ipc must be a positive integer, got {ipc!r}")
+    if ipc > n:
+        raise ValueError(f"ipc={ipc} is larger than the class ({n} images); choose ipc <= {n}")
+
+
+def kmeans_nearest_real(latents: np.ndarray, ipc: int, seed: int = 0, n_init: int = 3,
+                        standardized: bool = True) -> np.ndarray:
+    """D4M-style selection: k-means with k = ``ipc`` on the standardized, flattened latents,
+    then for each centroid a real image near it, all distinct.
+
+    The centroid -> image matching minimises the total squared distance over distinct images
+    (Hungarian assignment); when the nearest images of all centroids differ, as is usual, that
+    is exactly each centroid's nearest real image. Returns positions within the class, in
+    centroid order (largest k-means cluster first).
+    """
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.cluster import KMeans
+
+    x = _features(latents, standardized)
+    n = len(x)
+    _class_ipc(n, ipc)
+    if ipc == n:
+        return np.arange(n)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer distinct points than k: sklearn warns, we still match distinctly
+        km = KMeans(n_clusters=ipc, n_init=n_init, random_state=seed).fit(x)
+    order = np.argsort(-np.bincount(km.labels_, minlength=ipc), kind="stable")
+    c = km.cluster_centers_[order].astype(np.float64)
+    xx = x.astype(np.float64)
+    d = (c ** 2).sum(1)[:, None] - 2 * c @ xx.T + (xx ** 2).sum(1)[None, :]
+    rows, cols = linear_sum_assignment(d)
+    out = np.empty(ipc, dtype=np.int64)
+    out[rows] = cols
+    return out
+
+
+def herding(latents: np.ndarray, ipc: int, standardized: bool = True) -> np.ndarray:
+    """Welling's herding on the feature mean, greedy and without repeats: pick t chooses the
+    image that brings the mean of the t picks closest to the class mean. The first pick is the
+    image closest to the mean. Returns positions within the class, in pick order."""
+    x = _features(latents, standardized).astype(np.float64)
+    n = len(x)
+    _class_ipc(n, ipc)
+    mu = x.mean(0)
+    sq = (x ** 2).sum(1)
+    total = np.zeros_like(mu)
+    taken = np.zeros(n, bool)
+    out = np.empty(ipc, dtype=np.int64)
+    for t in range(1, ipc + 1):
+        target = t * mu - total  # || target - x ||^2 = || t mu - (total + x) ||^2
+        score = sq - 2 * (x @ target)
+        score[taken] = np.inf
+        i = int(np.argmin(score))
+        out[t - 1], taken[i] = i, True
+        total += x[i]
+    return out
+
+
+def select_per_class(cache, selector: Callable[..., np.ndarray], ipc: int, **kwargs) -> np.ndarray:
+    """Run a per-class selector (``selector(latents, ipc, **kwargs)`` -> positions within the
+    class) over every class of a :class:`~coda_utils.encoding.LatentCache`; returns dataset
+    positions, class by class, ``ipc`` each."""
+    counts = cache.counts
+    if int(ipc) != ipc or ipc < 1 or ipc > min(counts):
+        c = int(np.argmin(counts))
+        _class_ipc(counts[c], ipc)
+    return np.concatenate([cache.indices(c)[selector(cache.latents(c), ipc, **kwargs)] for c in range(cache.num_classes)])

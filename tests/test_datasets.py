@@ -1,0 +1,100 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from coda_utils import datasets as ds
+
+
+def test_fashion_mnist_split_sizes_and_disjointness():
+    pool, target, test = (ds.load_fashion_mnist(s) for s in ("pool", "target", "test"))
+    assert (len(pool), len(target), len(test)) == (50_000, 10_000, 10_000)
+    assert set(pool.source_indices).isdisjoint(target.source_indices)
+    assert target.source_indices[0] == 50_000 and target.source_indices[-1] == 59_999
+    assert target.num_classes == 10 and target.counts().sum() == 10_000
+    assert target.counts().min() > 900  # every class is well represented
+    x = target.load([0, 5])
+    assert x.shape == (2, 1, 28, 28) and x.dtype == torch.uint8
+    assert target.load([0], 32, "pad").shape == (1, 1, 32, 32)
+    assert target.prompts[0] == "T-shirt/top" and target.prompts[9] == "Ankle boot"
+
+
+def test_fashion_mnist_missing_names_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setattr(ds, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(ds, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    monkeypatch.delenv("CODA_DATA_DIR", raising=False)
+    with pytest.raises(ds.DatasetNotFoundError) as err:
+        ds.load_fashion_mnist("target", data_dir=tmp_path / "mine")
+    msg = str(err.value)
+    assert str(tmp_path / "mine") in msg and "nowhere" in msg
+    assert "apt-get install dataset-fashion-mnist" in msg and "curl" in msg
+
+
+def test_unknown_split():
+    with pytest.raises(ValueError, match="unknown Fashion-MNIST split"):
+        ds.load_fashion_mnist("validation")
+
+
+def _write_tree(root, classes, n=3, size=(20, 30)):
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            arr = np.random.default_rng(i).integers(0, 255, (*size, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / c / f"{i}.png")
+
+
+def test_image_folder_skips_corrupt_images_and_counts(tmp_path):
+    _write_tree(tmp_path, ["cat", "dog"])
+    (tmp_path / "cat" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    good = (tmp_path / "dog" / "0.png").read_bytes()
+    (tmp_path / "dog" / "truncated.png").write_bytes(good[: len(good) // 2])
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        data = ds.load_image_folder(tmp_path)
+    assert len(data) == 6 and data.classes == ["cat", "dog"]
+    assert len(data.skipped) == 2
+    assert any("skipped 2 unreadable" in str(x.message) for x in w)
+    x = data.load(size=16)
+    assert x.shape == (6, 3, 16, 16)
+    assert data.load(size=(8, 12), resize="squash").shape == (6, 3, 8, 12)
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(ds.DatasetNotFoundError, match="does not exist"):
+        ds.load_image_folder(tmp_path / "missing")
+    (tmp_path / "empty_class").mkdir()
+    (tmp_path / "empty_class" / "junk.jpg").write_bytes(b"junk")
+    with pytest.raises(ds.DatasetNotFoundError, match="no readable image"):
+        ds.load_image_folder(tmp_path)
+
+
+def test_imagenet_subsets_by_name(tmp_path):
+    wnids = ds.imagenet_subset("imagenette")
+    assert len(wnids) == 10 and wnids[0] == "n01440764"
+    assert len(ds.imagenet_subset("imagenet-100")) == 100
+    assert len(ds.imagenet_subset("imagenet-1k")) == 1000
+    for name in ds.IMAGENET_SUBSETS:
+        assert set(ds.imagenet_subset(name)) <= set(ds.imagenet_class_names())
+    with pytest.raises(ValueError, match="unknown ImageNet subset"):
+        ds.imagenet_subset("imagenet-z")
+    _write_tree(tmp_path, wnids, n=1)
+    (tmp_path / "n99999999").mkdir()  # a folder outside the subset is ignored
+    data = ds.load_dataset("imagenette", root=tmp_path)
+    assert data.classes == wnids and data.prompts[0] == "tench"
+    assert data.class_names[0].startswith("tench, Tinca tinca")
+    woof = ds.imagenet_subset("imagewoof")
+    with pytest.raises(ds.DatasetNotFoundError, match="lacks 10 of the 10 class folders"):
+        ds.load_image_folder(tmp_path, subset="imagewoof")
+    assert woof[0] not in wnids
+
+
+def test_resize_modes():
+    x = torch.arange(2 * 3 * 10 * 20, dtype=torch.float32).reshape(2, 3, 10, 20).to(torch.uint8)
+    assert ds.resize_images(x, (5, 5), "center_crop").shape == (2, 3, 5, 5)
+    assert ds.resize_images(x, (12, 22), "pad").shape == (2, 3, 12, 22)
+    with pytest.raises(ValueError):
+        ds.resize_images(x, (5, 5), "pad")
+    with pytest.raises(ValueError, match="resize must be"):
+        ds.resize_images(x, (5, 5), "stretch")
