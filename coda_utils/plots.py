@@ -27,7 +27,7 @@ def image_grid(images: torch.Tensor | np.ndarray, rows: int, row_labels: Sequenc
                gap: int = 2):
     """Show ``uint8`` images ``N x C x H x W`` (row-major, ``rows`` rows) as one grid figure.
 
-    Images are tiled into a single array with a thin white gap, so the figure stays crisp for
+    Images are tiled into a single array with a thin gray gap (visible on white and black backgrounds), so the figure stays crisp for
     hundreds of small images. Row labels go on the left, column labels on top.
     """
     import matplotlib.pyplot as plt
@@ -37,7 +37,7 @@ def image_grid(images: torch.Tensor | np.ndarray, rows: int, row_labels: Sequenc
         x = x[:, None]
     n, c, h, w = x.shape
     cols = int(np.ceil(n / rows))
-    canvas = torch.full((c, rows * (h + gap) - gap, cols * (w + gap) - gap), 255, dtype=torch.uint8)
+    canvas = torch.full((c, rows * (h + gap) - gap, cols * (w + gap) - gap), 128, dtype=torch.uint8)  # mid-gray gaps
     for i in range(n):
         r, k = divmod(i, cols)
         canvas[:, r * (h + gap):r * (h + gap) + h, k * (w + gap):k * (w + gap) + w] = x[i]

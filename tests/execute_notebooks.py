@@ -34,6 +34,9 @@ def small_parameters(out: Path) -> dict[str, dict]:
                                 figures_dir=str(out / "figures"), progress=False),
         "02_discover.ipynb": dict(ipc=3, class_limit=3, per_class_limit=120, run_dir=str(out / "runs" / "discovery"),
                                   figures_dir=str(out / "figures"), progress=False),
+        "03_generate.ipynb": dict(ipc=3, class_limit=3, per_class_limit=120, steps=4, batch_size=5, trajectory_class=1,
+                                  run_dir=str(out / "runs" / "discovery"), figures_dir=str(out / "figures"),
+                                  progress=False),
     }
 
 

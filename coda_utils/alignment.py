@@ -1,0 +1,416 @@
+"""Distribution Alignment: CoDA's guided sampling for any diffusers SD 1.x/2.x or SDXL pipeline.
+
+At denoising step ``i`` with model input ``x_t`` and conditional noise prediction ``eps_c``
+(``../shared/docs/coda-method.md`` section 3)::
+
+    x0     = (x_t - sigma_t * eps_c) / alpha_t            # predicted clean latent
+    d_eps  = -(alpha_t / sigma_t) * gamma * s_i * (z_rep - x0)
+    eps_c <- eps_c + d_eps                                # then ordinary CFG:
+    eps    = eps_u + w * (eps_c - eps_u)
+
+``alpha_t, sigma_t`` are the variance-preserving coefficients of the scheduler at that step
+and ``s_i`` its noise level (``sigma_t / alpha_t``). Guidance is applied only while
+``i < int(N * guide_fraction)``; the last steps belong to the prior.
+
+Since ``alpha_t / sigma_t = 1 / s_i``, the step moves the CFG'd ``x0`` toward ``z_rep`` by the
+coefficient ``w * gamma * s_i``: above 1 (overshooting) at the highest noise levels, near 0 at
+the end. The ``"normalized"`` variant replaces that coefficient by ``1 - exp(-w*gamma*s_i)``,
+which stays below 1 and agrees with the reference where the coefficient is small. The
+reference behaviour is the default.
+
+Nothing of the pipeline is copied: a forward hook on the pipeline's UNet edits the conditional
+half of its output before the pipeline's own CFG combines the halves. This works for every
+pipeline that batches ``[uncond, cond]`` through one UNet call (SD 1.x/2.x, SDXL, the embedded
+prior). Epsilon- and v-prediction models are both handled through ``x0``.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .io import package_versions, save_image, write_json
+
+__all__ = [
+    "GuidanceConfig",
+    "GuidanceState",
+    "coda_guidance",
+    "load_pipeline",
+    "guidance_correction",
+    "sample_seed",
+    "generate",
+    "generate_set",
+    "latents_to_native",
+]
+
+
+@dataclass
+class GuidanceConfig:
+    """CoDA guidance settings; defaults are the reference script's (gamma 0.05, 90 % guided)."""
+
+    gamma: float = 0.05
+    guide_fraction: float = 0.9
+    variant: str = "reference"  # "reference" | "normalized"
+
+    def __post_init__(self):
+        if self.variant not in ("reference", "normalized"):
+            raise ValueError(f"variant must be 'reference' or 'normalized', not {self.variant!r}")
+        if not 0 <= self.guide_fraction <= 1:
+            raise ValueError(f"guide_fraction must be in [0, 1], got {self.guide_fraction}")
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
+
+
+def guidance_correction(x_t: torch.Tensor, eps_c: torch.Tensor, z_rep: torch.Tensor, alpha_t: float, sigma_t: float,
+                        s_i: float, gamma: float, cfg_scale: float = 1.0, variant: str = "reference") -> torch.Tensor:
+    """``d_eps`` of the formula above (to be added to ``eps_c``)."""
+    x0 = (x_t - sigma_t * eps_c) / alpha_t
+    if variant == "reference":
+        coef = gamma * s_i
+    else:  # bounded pull: w * coef = 1 - exp(-w * gamma * s_i)
+        w = max(cfg_scale, 1e-8)
+        coef = -math.expm1(-w * gamma * s_i) / w
+    return -(alpha_t / sigma_t) * coef * (z_rep - x0)
+
+
+@dataclass
+class GuidanceState:
+    """What the hook saw. ``calls`` counts guided UNet calls; with ``record``, every step's index,
+    whether it was guided, and the conditional x0 before and after the pull."""
+
+    record: bool = False
+    steps: list[int] = field(default_factory=list)
+    guided: list[bool] = field(default_factory=list)
+    x0_before: list[torch.Tensor] = field(default_factory=list)
+    x0_after: list[torch.Tensor] = field(default_factory=list)
+    calls: int = 0
+
+
+def _step_index(scheduler, t) -> int:
+    ts = scheduler.timesteps
+    t = torch.as_tensor(t, device=ts.device).flatten()[0]
+    hits = (ts == t).nonzero()
+    if len(hits) == 0:
+        hits = (ts - t).abs().argmin().view(1, 1)
+    return int(hits[0, 0])
+
+
+def _vp_coefficients(scheduler, idx: int, t) -> tuple[float, float, float]:
+    """(alpha_t, sigma_t, s_i) of the scheduler at step ``idx``."""
+    if hasattr(scheduler, "sigmas") and len(getattr(scheduler, "sigmas", [])) > idx:
+        s = float(scheduler.sigmas[idx])
+    else:
+        abar = float(scheduler.alphas_cumprod[int(t)])
+        s = math.sqrt((1 - abar) / abar)
+    alpha = 1 / math.sqrt(1 + s * s)
+    return alpha, s * alpha, s
+
+
+@contextlib.contextmanager
+def coda_guidance(pipe, z_rep: torch.Tensor | None, config: GuidanceConfig, cfg_scale: float,
+                  record: bool = False) -> Iterator[GuidanceState]:
+    """Apply CoDA guidance to ``pipe`` for the calls made inside the ``with`` block.
+
+    Args:
+        pipe: a diffusers pipeline with ``.unet`` and ``.scheduler``.
+        z_rep: representative latents, one per generated image (``B x C x h x w``, in the
+            UNet's scaled latent space); ``None`` or ``gamma == 0`` leaves the pipeline untouched.
+        config: gamma, guide_fraction, variant.
+        cfg_scale: the classifier-free guidance scale the pipeline is called with (for the
+            normalized variant).
+        record: keep x0 before and after the pull at every step (for the trajectory figures);
+            with ``gamma == 0`` this records the unguided trajectory and changes nothing.
+    """
+    state = GuidanceState(record=record)
+    pred_type = pipe.scheduler.config.get("prediction_type", "epsilon")
+    if pred_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"CoDA guidance supports epsilon and v-prediction models, not {pred_type!r}")
+
+    def hook(module, args, kwargs, output):
+        x_in = args[0] if args else kwargs["sample"]
+        t = args[1] if len(args) > 1 else kwargs["timestep"]
+        out = output[0] if isinstance(output, tuple) else output.sample
+        b = z_rep.shape[0]
+        if x_in.shape[0] not in (b, 2 * b):
+            raise ValueError(f"CoDA guidance got a UNet batch of {x_in.shape[0]} for {b} representatives; "
+                             "call the pipeline with one image per prompt (num_images_per_prompt=1)")
+        sched = pipe.scheduler
+        idx = _step_index(sched, t)
+        guided = config.gamma > 0 and idx < int(len(sched.timesteps) * config.guide_fraction)
+        if not (guided or state.record):
+            return output
+        alpha, sigma, s = _vp_coefficients(sched, idx, t)
+        cond = slice(x_in.shape[0] - b, x_in.shape[0])  # [uncond, cond] with CFG, all cond without
+        x_t, o_c = x_in[cond].float(), out[cond].float()
+        eps_c = o_c if pred_type == "epsilon" else sigma * x_t + alpha * o_c
+        d_eps = torch.zeros_like(eps_c)
+        if guided:
+            state.calls += 1
+            z = z_rep.to(x_t.device, torch.float32)
+            d_eps = guidance_correction(x_t, eps_c, z, alpha, sigma, s, config.gamma, cfg_scale, config.variant)
+        if state.record:
+            state.steps.append(idx)
+            state.guided.append(guided)
+            state.x0_before.append(((x_t - sigma * eps_c) / alpha).cpu())
+            state.x0_after.append(((x_t - sigma * (eps_c + d_eps)) / alpha).cpu())
+        if not guided:
+            return output
+        new_c = o_c + (d_eps if pred_type == "epsilon" else d_eps / alpha)
+        out = out.clone()
+        out[cond] = new_c.to(out.dtype)
+        return (out, *output[1:]) if isinstance(output, tuple) else type(output)(sample=out)
+
+    if z_rep is None or (config.gamma == 0 and not record):
+        yield state
+        return
+    handle = pipe.unet.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield state
+    finally:
+        handle.remove()
+
+
+def load_pipeline(model: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                  attention_slicing: bool = False, vae_tiling: bool = False, vae: str | Path | None = None):
+    """Load a diffusers text-to-image pipeline (a local directory, offline, or a hub id).
+
+    Args:
+        model: e.g. ``data/models/fashion-prior``, ``stabilityai/stable-diffusion-xl-base-1.0``,
+            ``stable-diffusion-v1-5/stable-diffusion-v1-5``.
+        dtype: ``torch.float16`` on GPUs. SDXL's stock VAE overflows in fp16: pass
+            ``vae="madebyollin/sdxl-vae-fp16-fix"`` (the fp16-safe VAE the reference uses), or
+            keep the stock VAE, which the SDXL pipeline upcasts to fp32 for decoding.
+        attention_slicing, vae_tiling: memory savers for large models and small GPUs.
+        vae: replace the pipeline's VAE (directory or hub id).
+    """
+    from diffusers import AutoencoderKL, DiffusionPipeline
+
+    from .encoding import resolve_model_path
+
+    p = resolve_model_path(model)
+    local = p.exists()
+    if local and not (p / "model_index.json").is_file():
+        raise FileNotFoundError(f"{p} is not a diffusers pipeline directory (no model_index.json); pass a pipeline "
+                                "directory or a hub id such as stabilityai/stable-diffusion-xl-base-1.0")
+    kw = dict(local_files_only=local, low_cpu_mem_usage=False)
+    if vae is not None:
+        kw["vae"] = AutoencoderKL.from_pretrained(str(vae), local_files_only=Path(vae).exists(), low_cpu_mem_usage=False)
+    pipe = DiffusionPipeline.from_pretrained(str(p), **kw)
+    pipe.set_progress_bar_config(disable=True)
+    if attention_slicing:
+        pipe.enable_attention_slicing()
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+    return pipe.to(device, dtype)
+
+
+def sample_seed(seed: int, class_index: int, k: int) -> int:
+    """The seed of image ``k`` of class ``class_index``: depends on nothing else (not on the
+    batch size, the batch composition or the number of devices)."""
+    return int(np.random.SeedSequence([int(seed), int(class_index), int(k)]).generate_state(1, np.uint64)[0] % (2**63))
+
+
+def _is_sdxl(pipe) -> bool:
+    return hasattr(pipe, "text_encoder_2")
+
+
+@torch.no_grad()
+def generate(pipe, prompts: Sequence[str], seeds: Sequence[int], z_rep: torch.Tensor | None = None,
+             guidance: GuidanceConfig | None = None, cfg_scale: float = 5.0, steps: int = 25,
+             negative_prompt: str | None = None, record: bool = False, refiner=None, refiner_start: float = 0.8,
+             height: int | None = None, width: int | None = None) -> tuple[torch.Tensor, GuidanceState]:
+    """Generate one image per prompt (a batch), optionally CoDA-guided toward ``z_rep``.
+
+    Returns ``uint8`` images ``B x C x H x W`` at the pipeline's resolution and the guidance
+    state. With an SDXL ``refiner``, the base model stops at ``refiner_start`` of the schedule
+    and hands its latents to the refiner, which runs without guidance.
+    """
+    guidance = guidance or GuidanceConfig()
+    device = pipe.unet.device
+    gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+    kw = dict(num_inference_steps=steps, guidance_scale=cfg_scale, generator=gens)
+    if negative_prompt:
+        kw["negative_prompt"] = [negative_prompt] * len(prompts)
+    if height or width:
+        kw.update(height=height, width=width)
+    if _is_sdxl(pipe):
+        h = height or pipe.default_sample_size * pipe.vae_scale_factor
+        w = width or pipe.default_sample_size * pipe.vae_scale_factor
+        kw.update(original_size=(h, w), target_size=(h, w), crops_coords_top_left=(0, 0))
+    if z_rep is not None:
+        z_rep = torch.as_tensor(z_rep).to(device)
+    with coda_guidance(pipe, z_rep, guidance, cfg_scale, record) as state:
+        if refiner is not None:
+            latents = pipe(list(prompts), denoising_end=refiner_start, output_type="latent", **kw).images
+            rkw = {k: v for k, v in kw.items() if k not in ("original_size", "target_size", "crops_coords_top_left")}
+            rkw["generator"] = [torch.Generator(device="cpu").manual_seed(int(s) + 1) for s in seeds]
+            images = refiner(list(prompts), image=latents, denoising_start=refiner_start, output_type="pt", **rkw).images
+        else:
+            images = pipe(list(prompts), output_type="pt", **kw).images
+    x = (images.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    if x.shape[1] == 3 and pipe.vae.config.in_channels == 1:
+        x = x[:, :1]
+    return x, state
+
+
+def latents_to_native(images: torch.Tensor, native_size: tuple[int, int], resize: str) -> torch.Tensor:
+    """Bring generated images back to the dataset's native resolution: the inverse of the
+    encoding resize (``"pad"`` -> centre crop; otherwise a resize)."""
+    from .datasets import resize_images
+
+    h, w = images.shape[-2:]
+    nh, nw = native_size
+    if (h, w) == (nh, nw):
+        return images
+    if resize == "pad":
+        top, left = (h - nh) // 2, (w - nw) // 2
+        return images[..., top:top + nh, left:left + nw]
+    return resize_images(images, (nh, nw), "squash" if resize == "squash" else "center_crop")
+
+
+def generate_set(
+    pipe,
+    out_dir: str | Path,
+    class_ids: Sequence[str],
+    prompts: Sequence[str],
+    ipc: int,
+    z_reps: Sequence[np.ndarray | torch.Tensor] | None = None,
+    guidance: GuidanceConfig | None = None,
+    cfg_scale: float = 5.0,
+    steps: int = 25,
+    seed: int = 0,
+    batch_size: int = 16,
+    native_size: tuple[int, int] | None = None,
+    resize: str = "pad",
+    method: str = "coda_g",
+    model_id: str = "",
+    negative_prompt: str | None = None,
+    refiner=None,
+    refiner_start: float = 0.8,
+    extra: dict | None = None,
+    progress: bool = True,
+) -> Path:
+    """Generate a distilled set as an ImageFolder ``out_dir/<class>/<k>.png``.
+
+    Image ``k`` of class ``c`` uses prompt ``prompts[c]``, representative ``z_reps[c][k]`` (if
+    given) and seed :func:`sample_seed` ``(seed, c, k)``. Several classes and representatives
+    share a forward pass (``batch_size``). Existing images are kept, so an interrupted run
+    resumes image by image; each file is written atomically. ``manifest.json`` (prompt,
+    representative index, seed per image, parameters, model id, versions) is written last.
+    """
+    from tqdm.auto import tqdm
+
+    guidance = guidance or GuidanceConfig()
+    out_dir = Path(out_dir)
+    jobs = [(c, k) for c in range(len(class_ids)) for k in range(ipc)]
+    todo = [(c, k) for c, k in jobs if not (out_dir / class_ids[c] / f"{k:04d}.png").exists()]
+    if z_reps is not None:
+        for c, z in enumerate(z_reps):
+            if len(z) < ipc:
+                raise ValueError(f"class {class_ids[c]}: {len(z)} representatives for ipc={ipc}")
+            if not torch.isfinite(torch.as_tensor(np.asarray(z[:ipc], dtype=np.float32))).all():
+                raise ValueError(f"class {class_ids[c]}: representative latents contain NaN or infinite values")
+    t0 = time.perf_counter()
+    with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=method, disable=not progress, unit="img") as bar:
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i:i + batch_size]
+            z = None
+            if z_reps is not None and guidance.gamma > 0:
+                z = torch.stack([torch.as_tensor(np.asarray(z_reps[c][k], dtype=np.float32)) for c, k in chunk])
+            imgs, _ = generate(pipe, [prompts[c] for c, _ in chunk], [sample_seed(seed, c, k) for c, k in chunk], z,
+                               guidance, cfg_scale, steps, negative_prompt, refiner=refiner, refiner_start=refiner_start)
+            if native_size is not None:
+                imgs = latents_to_native(imgs, native_size, resize)
+            for (c, k), img in zip(chunk, imgs):
+                save_image(out_dir / class_ids[c] / f"{k:04d}.png", img.numpy())
+            bar.update(len(chunk))
+    manifest = {
+        "method": method,
+        "ipc": int(ipc),
+        "classes": list(class_ids),
+        "model_id": model_id,
+        "parameters": {"gamma": guidance.gamma, "guide_fraction": guidance.guide_fraction,
+                       "variant": guidance.variant, "cfg_scale": cfg_scale, "steps": steps, "seed": seed,
+                       "scheduler": type(pipe.scheduler).__name__, "negative_prompt": negative_prompt,
+                       "refiner_start": refiner_start if refiner is not None else None,
+                       "native_size": list(native_size) if native_size else None, "resize": resize},
+        "files": [f"{class_ids[c]}/{k:04d}.png" for c, k in jobs],
+        "images": [{"class": class_ids[c], "k": k, "prompt": prompts[c], "representative": k if z_reps is not None else None,
+                    "seed": sample_seed(seed, c, k)} for c, k in jobs],
+        "generation_seconds_this_call": time.perf_counter() - t0,
+        "versions": package_versions(),
+        **(extra or {}),
+    }
+    write_json(out_dir / "manifest.json", manifest)
+    return out_dir
+
+
+# --------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------
+@torch.no_grad()
+def trajectory_figure(pipe, states: dict[str, GuidanceState], z_rep: torch.Tensor, sample: int = 0,
+                      every: int = 3, title: str | None = None):
+    """The predicted clean image x0 of one sample over the steps, one row per run (e.g.
+    unguided / CoDA), decoded with the pipeline's VAE, with the representative at the right."""
+    import matplotlib.pyplot as plt
+
+    from .encoding import decode_latents
+
+    names = list(states)
+    steps = states[names[0]].steps[::every] + ([states[names[0]].steps[-1]] if states[names[0]].steps[-1] % every else [])
+    rows = []
+    for name in names:
+        st = states[name]
+        x0 = torch.stack([st.x0_after[st.steps.index(i)][sample] for i in steps])
+        rows.append(decode_latents(pipe, x0))
+    rep = decode_latents(pipe, z_rep[sample:sample + 1].float())
+    n_cols = len(steps) + 1
+    fig, axes = plt.subplots(len(names), n_cols, figsize=(1.0 * n_cols + 1.2, 1.15 * len(names) + 0.5))
+    axes = np.atleast_2d(axes)
+    for r, (name, imgs) in enumerate(zip(names, rows)):
+        for j in range(n_cols):
+            ax = axes[r, j]
+            img = (imgs[j] if j < len(steps) else rep[0]).permute(1, 2, 0).numpy()
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([]); ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"step {steps[j]}" if j < len(steps) else "representative", fontsize=8)
+            if j == len(steps):
+                for sp in ax.spines.values():
+                    sp.set_color("C3"); sp.set_linewidth(2)
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def distance_figure(states: dict[str, GuidanceState], z_rep: torch.Tensor, title: str | None = None):
+    """RMS distance between the predicted x0 and each sample's representative latent over the
+    steps (mean and range over the batch), one line per run; guided steps shaded."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    z = z_rep.float()
+    for k, (name, st) in enumerate(states.items()):
+        d = torch.stack([(x - z).flatten(1).pow(2).mean(1).sqrt() for x in st.x0_after])  # steps x batch
+        ax.plot(st.steps, d.mean(1), color=f"C{k}", label=name, lw=2)
+        ax.fill_between(st.steps, d.min(1).values, d.max(1).values, color=f"C{k}", alpha=0.15)
+        if any(st.guided):
+            last = max(i for i, g in zip(st.steps, st.guided) if g)
+            ax.axvspan(-0.5, last + 0.5, color="0.9", zorder=0)
+    ax.set_xlabel("denoising step")
+    ax.set_ylabel("RMS distance of x0 to representative")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,585 @@
+"""Stage 1 of CoDA: encode a dataset into the diffusion model's own latent space, cached per class.
+
+The feature of an image is exactly what the UNet denoises: the VAE posterior **mean** (no
+sampling) times ``vae.config.scaling_factor`` (minus ``shift_factor`` first, for the VAEs of
+SD3 / Flux that declare one; SD 1.x, SDXL and the embedded prior do not). For SDXL at
+1024x1024 that is 4x128x128 = 65,536 numbers per image; for the embedded prior (32x32) 4x8x8.
+
+Preprocessing is tied to the pipeline's native resolution ``vae.config.sample_size``:
+
+* ``"pad"``: zero-pad smaller images (Fashion-MNIST 28x28 -> 32x32, as the prior was trained);
+* ``"squash"``: plain resize, aspect ratio not kept (what the CoDA reference does for SDXL);
+* ``"center_crop"``: shorter side to the size, then a centre crop (aspect ratio kept).
+
+The default is ``"pad"`` when the dataset's images are all smaller than the native size and
+``"squash"`` otherwise. Pixels go to ``[-1, 1]``; grayscale images are repeated to three
+channels for a 3-channel VAE (and RGB images converted to luma for a 1-channel one).
+
+fp16: the stock SDXL VAE overflows in float16 (NaN latents). Encode SDXL in float16 only with
+the fp16-safe VAE ``madebyollin/sdxl-vae-fp16-fix`` (what the reference does), e.g.
+``encode_dataset(data, AutoencoderKL.from_pretrained("madebyollin/sdxl-vae-fp16-fix"), ...,
+encoder_id="madebyollin/sdxl-vae-fp16-fix", device="cuda", dtype=torch.float16)``, or use
+float32. A VAE whose config says ``force_upcast`` (the stock SDXL VAE does) gets a warning when
+asked for float16, and any NaN / infinite latent is an error naming the image.
+
+The cache (:class:`LatentCache`) is a directory::
+
+    cache_dir/cache.json             settings (encoder, resolution, resize, dtypes, dataset,
+                                     images per class, a hash of the source indices) and the
+                                     list of finished classes
+    cache_dir/class_0000.npy         latents of class 0, n_0 x C x h x w (float32 or float16)
+    cache_dir/class_0000.index.npy   positions (into the dataset) and source indices, 2 x n_0
+
+Every file is written atomically and ``cache.json`` is updated after each class, so an
+interrupted run resumes at the first unfinished class. A cache made with other settings is
+refused (:class:`StaleCacheError`) with a message that says how to rebuild it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .datasets import REPO_ROOT, LabeledImages
+from .io import atomic_write, read_json, write_json
+
+__all__ = [
+    "CACHE_FORMAT",
+    "LatentCache",
+    "StaleCacheError",
+    "NonFiniteLatentError",
+    "get_vae",
+    "load_vae",
+    "resolve_model_path",
+    "vae_fingerprint",
+    "default_resize",
+    "native_size",
+    "preprocess",
+    "encode_images",
+    "decode_latents",
+    "encode_dataset",
+    "limit_dataset",
+    "reconstruction_grid",
+]
+
+CACHE_FORMAT = "coda-latents/1"
+#: latents with more numbers than this are stored as float16 by default (SDXL: 65,536)
+FLOAT16_ABOVE = 16_384
+
+
+class StaleCacheError(RuntimeError):
+    """A latent cache exists but was made with other settings (or for another dataset)."""
+
+
+class NonFiniteLatentError(ValueError):
+    """The VAE produced NaN or infinite latents for an image (typically fp16 overflow)."""
+
+
+# --------------------------------------------------------------------------------------
+# The VAE
+# --------------------------------------------------------------------------------------
+def get_vae(vae_or_pipe: Any):
+    """The ``AutoencoderKL`` of a diffusers pipeline (anything with ``.vae``), or the VAE itself."""
+    vae = getattr(vae_or_pipe, "vae", vae_or_pipe)
+    if not hasattr(vae, "encode") or not hasattr(vae, "config"):
+        raise TypeError(f"expected a diffusers pipeline or an AutoencoderKL, got {type(vae_or_pipe).__name__}")
+    return vae
+
+
+def load_vae(model: str | os.PathLike, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    """Load only the VAE of a model, offline when it is a local path.
+
+    ``model`` is a diffusers pipeline directory or hub id (its ``vae/`` subfolder is used, e.g.
+    ``data/models/fashion-prior`` or ``stabilityai/stable-diffusion-xl-base-1.0``) or a bare VAE
+    (a directory with the VAE's ``config.json``, or a hub id such as
+    ``madebyollin/sdxl-vae-fp16-fix``).
+    """
+    from diffusers import AutoencoderKL
+
+    p = resolve_model_path(model)
+    if p.exists():
+        if (p / "vae" / "config.json").is_file():
+            vae = AutoencoderKL.from_pretrained(p, subfolder="vae", local_files_only=True, torch_dtype=dtype,
+                                                low_cpu_mem_usage=False)
+        elif (p / "config.json").is_file():
+            vae = AutoencoderKL.from_pretrained(p, local_files_only=True, torch_dtype=dtype,
+                                                low_cpu_mem_usage=False)
+        else:
+            raise FileNotFoundError(
+                f"{p} holds neither a pipeline (vae/config.json) nor a VAE (config.json). The embedded prior "
+                "ships at data/models/fashion-prior; rebuild it with notebooks/00_build_prior.ipynb"
+            )
+    elif p.is_absolute() or str(model).startswith(".") or str(model).count("/") > 1:
+        raise FileNotFoundError(f"model {model} not found (looked in {Path.cwd()} and {REPO_ROOT}); the embedded prior "
+                                "ships at data/models/fashion-prior, rebuild it with notebooks/00_build_prior.ipynb")
+    else:
+        try:
+            vae = AutoencoderKL.from_pretrained(str(model), subfolder="vae", torch_dtype=dtype, low_cpu_mem_usage=False)
+        except (OSError, EnvironmentError):
+            vae = AutoencoderKL.from_pretrained(str(model), torch_dtype=dtype, low_cpu_mem_usage=False)
+    return _to(vae, device, dtype).eval()
+
+
+def resolve_model_path(model: str | os.PathLike) -> Path:
+    """``model`` as a path: as given if it exists, else relative to the repository root (so that
+    ``data/models/fashion-prior`` works from any working directory, e.g. under nbval); a hub id
+    that exists nowhere locally comes back unchanged."""
+    p = Path(model)
+    if p.exists() or p.is_absolute():
+        return p
+    q = REPO_ROOT / p
+    return q if q.exists() else p
+
+
+def _config_dict(vae) -> dict:
+    cfg = dict(vae.config)
+    return {k: v for k, v in cfg.items() if not k.startswith("_")}
+
+
+def vae_fingerprint(vae) -> dict:
+    """Hashes of the VAE's config and weights (first 16 hex digits of SHA-256 each).
+
+    The weights hash matters: a retrained VAE has the same config but a different latent space.
+    """
+    cfg = json.dumps(_config_dict(vae), sort_keys=True, default=str)
+    h = hashlib.sha256()
+    for name, t in sorted(vae.state_dict().items()):
+        h.update(name.encode())
+        t = t.detach().to("cpu").contiguous().reshape(-1)
+        h.update(str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return {"config_sha256": hashlib.sha256(cfg.encode()).hexdigest()[:16], "weights_sha256": h.hexdigest()[:16]}
+
+
+def native_size(vae) -> tuple[int, int]:
+    """The pipeline's native pixel resolution: ``vae.config.sample_size`` as ``(H, W)``."""
+    s = vae.config.sample_size
+    if isinstance(s, (list, tuple)):
+        return int(s[0]), int(s[1])
+    return int(s), int(s)
+
+
+def default_resize(data: LabeledImages, size: tuple[int, int]) -> str:
+    """``"pad"`` when every image is no larger than ``size`` (Fashion-MNIST 28 -> 32), else
+    ``"squash"`` (the reference's policy for ImageNet at SDXL's 1024x1024)."""
+    if data.native_size is not None and data.native_size[0] <= size[0] and data.native_size[1] <= size[1]:
+        return "pad"
+    return "squash"
+
+
+def preprocess(images: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """``uint8`` ``N x C x H x W`` -> float in ``[-1, 1]`` with the VAE's number of channels."""
+    x = images.float() / 127.5 - 1.0
+    c = x.shape[1]
+    if c == in_channels:
+        return x
+    if c == 1:
+        return x.expand(-1, in_channels, -1, -1).contiguous()
+    if c == 3 and in_channels == 1:
+        w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)
+        return (x * w).sum(1, keepdim=True)
+    raise ValueError(f"cannot feed {c}-channel images to a VAE with {in_channels} input channels")
+
+
+def _to(vae, device, dtype):
+    """Move the VAE only when needed (diffusers warns on every dtype cast)."""
+    if vae.device != torch.device(device) or vae.dtype != dtype:
+        vae.to(device=device, dtype=dtype)
+    return vae
+
+
+def _latent_affine(vae) -> tuple[float, float]:
+    scale = float(vae.config.scaling_factor)
+    shift = getattr(vae.config, "shift_factor", None)
+    return scale, float(shift) if shift is not None else 0.0
+
+
+@torch.inference_mode()
+def encode_images(vae_or_pipe: Any, images: torch.Tensor, batch_size: int = 256, device: str | torch.device = "cpu",
+                  dtype: torch.dtype = torch.float32, preprocessed: bool = False,
+                  resize: str | None = None) -> torch.Tensor:
+    """Encode images to UNet latents: ``(posterior mean - shift) * scaling_factor``.
+
+    Args:
+        images: ``uint8`` ``N x C x H x W``, or (``preprocessed=True``) float in ``[-1, 1]`` with
+            the VAE's channels at its resolution. ``uint8`` images of another size are brought to
+            the VAE's native size with ``resize`` (default: ``"pad"`` if smaller, else ``"squash"``).
+        device, dtype: where and in which precision the VAE runs (the VAE is moved there).
+    Returns:
+        float32 latents on the CPU, ``N x latent_channels x h x w``.
+    """
+    from .datasets import resize_images
+
+    vae = _to(get_vae(vae_or_pipe), device, dtype)
+    scale, shift = _latent_affine(vae)
+    size = native_size(vae)
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size]
+        if not preprocessed:
+            if tuple(x.shape[-2:]) != size:
+                smaller = x.shape[-2] <= size[0] and x.shape[-1] <= size[1]
+                x = resize_images(x, size, resize or ("pad" if smaller else "squash"))
+            x = preprocess(x, int(vae.config.in_channels))
+        x = x.to(device=device, dtype=dtype)
+        mean = vae.encode(x).latent_dist.mean
+        out.append(((mean.float() - shift) * scale).cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.inference_mode()
+def decode_latents(vae_or_pipe: Any, latents: torch.Tensor | np.ndarray, batch_size: int = 256) -> torch.Tensor:
+    """Decode UNet latents (numpy or torch, any device) back to ``uint8`` images on the CPU (the
+    inverse map of :func:`encode_images`)."""
+    vae = get_vae(vae_or_pipe)
+    scale, shift = _latent_affine(vae)
+    z = latents.detach().float() if isinstance(latents, torch.Tensor) else torch.as_tensor(np.asarray(latents, dtype=np.float32))
+    out = []
+    for i in range(0, len(z), batch_size):
+        zb = (z[i:i + batch_size] / scale + shift).to(vae.device, vae.dtype)
+        x = vae.decode(zb).sample.float().cpu()
+        out.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------------------------
+# The cache
+# --------------------------------------------------------------------------------------
+def _class_file(c: int) -> str:
+    return f"class_{c:04d}.npy"
+
+
+def _index_file(c: int) -> str:
+    return f"class_{c:04d}.index.npy"
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with atomic_write(path, "wb") as fh:
+        np.save(fh, arr, allow_pickle=False)
+
+
+def _hash_ints(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def _image_name(data: LabeledImages, pos: int) -> str:
+    if data.paths is not None:
+        return f"{data.paths[pos]} ({data.name} position {pos})"
+    return f"{data.name} source index {int(data.source_indices[pos])} (position {pos})"
+
+
+@dataclass
+class LatentCache:
+    """A finished (or partly finished) per-class latent cache; see the module docstring."""
+
+    root: Path
+    meta: dict
+
+    @classmethod
+    def load(cls, cache_dir: str | os.PathLike, require_complete: bool = True) -> "LatentCache":
+        root = Path(cache_dir)
+        path = root / "cache.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{root} is not a latent cache (no cache.json); make one with "
+                                    "coda_utils.encoding.encode_dataset (notebooks/01_encode.ipynb)")
+        meta = read_json(path)
+        if meta.get("format") != CACHE_FORMAT:
+            raise StaleCacheError(f"{path} has format {meta.get('format')!r}, expected {CACHE_FORMAT!r}; delete {root} "
+                                  "and encode again")
+        cache = cls(root, meta)
+        if require_complete and not cache.complete:
+            missing = [c for c in range(cache.num_classes) if c not in set(meta["done"])]
+            raise RuntimeError(f"latent cache {root} is unfinished ({len(missing)} of {cache.num_classes} classes missing, "
+                               f"first: {missing[0]}); run encode_dataset again with the same settings to resume")
+        return cache
+
+    # -- what it holds ------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.meta["classes"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta["class_names"])
+
+    @property
+    def complete(self) -> bool:
+        return len(set(self.meta["done"])) == self.num_classes
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return tuple(self.meta["latent_shape"])
+
+    @property
+    def counts(self) -> list[int]:
+        return list(self.meta["counts"])
+
+    def latents(self, c: int, dtype: Any = None, mmap: bool = False) -> np.ndarray:
+        """Latents of class ``c``, ``n_c x C x h x w`` (as stored unless ``dtype`` is given)."""
+        self._check_done(c)
+        a = np.load(self.root / _class_file(c), mmap_mode="r" if mmap else None, allow_pickle=False)
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def indices(self, c: int) -> np.ndarray:
+        """Positions (into the encoded dataset) of class ``c``'s images, in latent order."""
+        self._check_done(c)
+        return np.load(self.root / _index_file(c), allow_pickle=False)[0]
+
+    def source_indices(self, c: int) -> np.ndarray:
+        """Source indices (``LabeledImages.source_indices``) of class ``c``'s images."""
+        self._check_done(c)
+        return np.load(self.root / _index_file(c), allow_pickle=False)[1]
+
+    def _check_done(self, c: int) -> None:
+        if c not in set(self.meta["done"]):
+            raise KeyError(f"class {c} is not (yet) in the latent cache {self.root}")
+
+    def check_dataset(self, data: LabeledImages) -> None:
+        """Raise :class:`StaleCacheError` unless ``data`` is the dataset this cache encodes."""
+        fp = _dataset_fingerprint(data)
+        ours = {k: self.meta[k] for k in fp}
+        if ours != fp:
+            diff = [k for k in fp if fp[k] != ours[k]]
+            raise StaleCacheError(f"latent cache {self.root} was made for another dataset (differs in {', '.join(diff)}: "
+                                  f"cache {_short(ours, diff)} vs now {_short(fp, diff)}); load the same dataset "
+                                  "(same split and limits) or encode again")
+
+    def check_encoder(self, encoder_id: str | os.PathLike) -> None:
+        """Raise :class:`StaleCacheError` unless the cache was made with ``encoder_id``."""
+        if str(encoder_id) != self.meta["encoder"]["id"]:
+            raise StaleCacheError(f"latent cache {self.root} was made with encoder {self.meta['encoder']['id']!r}, "
+                                  f"not {str(encoder_id)!r}; encode again with that model (notebooks/01_encode.ipynb)")
+
+    def summary(self) -> str:
+        m = self.meta
+        n = sum(m["counts"])
+        return (f"{m['dataset']}: {n:,} images, {self.num_classes} classes -> latents {'x'.join(map(str, m['latent_shape']))} "
+                f"({m['store_dtype']}), encoder {m['encoder']['id']} at {m['size'][0]}x{m['size'][1]} ({m['resize']})")
+
+
+def _short(d: dict, keys: list[str]) -> str:
+    return ", ".join(f"{k}={d[k]!r}"[:80] for k in keys)
+
+
+def _dataset_fingerprint(data: LabeledImages) -> dict:
+    return {
+        "dataset": data.name,
+        "classes": list(data.classes),
+        "counts": [int(n) for n in data.counts()],
+        "source_indices_sha256": _hash_ints(data.source_indices),
+        "labels_sha256": _hash_ints(data.labels),
+    }
+
+
+def _settings(data: LabeledImages, vae, encoder_id: str, size: tuple[int, int], resize: str, dtype: torch.dtype,
+              store_dtype: str, latent_shape: Sequence[int]) -> dict:
+    return {
+        "format": CACHE_FORMAT,
+        "encoder": {"id": str(encoder_id), **vae_fingerprint(vae), "scaling_factor": float(vae.config.scaling_factor),
+                    "shift_factor": _latent_affine(vae)[1], "in_channels": int(vae.config.in_channels)},
+        "size": list(size),
+        "resize": resize,
+        "compute_dtype": str(dtype).replace("torch.", ""),
+        "store_dtype": store_dtype,
+        "latent_shape": [int(s) for s in latent_shape],
+        **_dataset_fingerprint(data),
+        "class_names": list(data.class_names),
+    }
+
+
+def encode_dataset(
+    data: LabeledImages,
+    vae_or_pipe: Any,
+    cache_dir: str | os.PathLike,
+    encoder_id: str | None = None,
+    size: int | tuple[int, int] | None = None,
+    resize: str | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    store_dtype: str | None = None,
+    rebuild: bool = False,
+    progress: bool = True,
+    num_workers: int = 0,
+) -> LatentCache:
+    """Encode every image of ``data`` into a per-class latent cache in ``cache_dir``; resumable.
+
+    Args:
+        data: the dataset (e.g. Fashion-MNIST ``target`` or an ImageNet subset's train tree).
+        vae_or_pipe: a diffusers pipeline (its ``.vae`` is used) or an ``AutoencoderKL``.
+        encoder_id: what the VAE is (model path or hub id), recorded with the cache; by default
+            the model's ``_name_or_path``.
+        size: encoding resolution, default ``vae.config.sample_size`` (the native resolution).
+        resize: ``"pad"``, ``"squash"`` or ``"center_crop"``; default :func:`default_resize`.
+        device, dtype: where and in which precision to run the VAE. For SDXL in float16 use the
+            fp16-safe VAE ``madebyollin/sdxl-vae-fp16-fix`` (the stock one overflows).
+        store_dtype: ``"float32"`` or ``"float16"`` on disk; default float16 for latents larger
+            than 16,384 numbers (SDXL) and float32 otherwise.
+        rebuild: delete an existing cache (its files only) and encode from scratch; without it a
+            cache made with other settings is refused and a matching one is resumed.
+        num_workers: threads that load and resize the next batches while the VAE encodes
+            (worth it for ImageFolder trees on a GPU; 0 loads in the main thread).
+    Returns:
+        the finished :class:`LatentCache`.
+    Raises:
+        StaleCacheError: ``cache_dir`` holds a cache made with other settings (and not ``rebuild``).
+        NonFiniteLatentError: an image encodes to NaN / inf; the message names the image.
+    """
+    vae = get_vae(vae_or_pipe)
+    if dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False)):
+        warnings.warn("this VAE's config says force_upcast (the stock SDXL VAE overflows in float16): encode in float32 "
+                      "or use the fp16-safe VAE madebyollin/sdxl-vae-fp16-fix", stacklevel=2)
+    size = native_size(vae) if size is None else ((size, size) if isinstance(size, int) else tuple(size))
+    resize = resize or default_resize(data, size)
+    if encoder_id is None:
+        encoder_id = (getattr(vae_or_pipe, "name_or_path", None) or vae.config.get("_name_or_path", None) or "unnamed")
+    _to(vae, device, dtype).eval()
+    # the latent shape, from one image (cheap, and needed to decide the storage dtype)
+    probe = encode_images(vae, data.load(np.arange(min(1, len(data))), size, resize), device=device, dtype=dtype)
+    latent_shape = tuple(probe.shape[1:])
+    if store_dtype is None:
+        store_dtype = "float16" if int(np.prod(latent_shape)) > FLOAT16_ABOVE else "float32"
+    if store_dtype not in ("float16", "float32"):
+        raise ValueError(f"store_dtype must be 'float16' or 'float32', not {store_dtype!r}")
+    settings = _settings(data, vae, encoder_id, size, resize, dtype, store_dtype, latent_shape)
+
+    root = Path(cache_dir)
+    meta_path = root / "cache.json"
+    done: list[int] = []
+    if rebuild:
+        _remove_cache(root)
+    elif meta_path.is_file():
+        old = read_json(meta_path)
+        old_settings = {k: v for k, v in old.items() if k != "done"}
+        if old_settings != settings:
+            diff = sorted(k for k in set(settings) | set(old_settings) if settings.get(k) != old_settings.get(k))
+            raise StaleCacheError(
+                f"{root} holds a latent cache made with other settings (differs in: {', '.join(diff)}). "
+                f"Delete the directory (rm -r {root}) or pass rebuild=True to encode again."
+            )
+        done = [c for c in old["done"] if (root / _class_file(c)).is_file() and (root / _index_file(c)).is_file()]
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(meta_path, {**settings, "done": done})
+
+    todo = [c for c in range(data.num_classes) if c not in set(done)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(data), initial=int(sum(data.counts()[c] for c in done)), desc=f"encoding {data.name}",
+                   unit="img")
+    np_store = np.float16 if store_dtype == "float16" else np.float32
+    for c in todo:
+        pos = data.class_indices(c)
+        if bar is not None:
+            bar.set_postfix_str(f"class {c + 1}/{data.num_classes} {data.class_names[c]}")
+        lat = np.empty((len(pos), *latent_shape), dtype=np_store)
+        for i, idx, images in _batches(data, pos, batch_size, size, resize, num_workers):
+            z = encode_images(vae, images, batch_size=batch_size, device=device, dtype=dtype).numpy()
+            zs = z.astype(np_store)
+            bad = ~np.isfinite(zs.reshape(len(zs), -1)).all(axis=1)
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                why = "NaN/inf" if not np.isfinite(z[j]).all() else f"values beyond the {store_dtype} range"
+                raise NonFiniteLatentError(
+                    f"the VAE gave {why} latents for {_image_name(data, int(idx[j]))}"
+                    + (f" and {int(bad.sum()) - 1} more image(s) of the same batch" if bad.sum() > 1 else "")
+                    + (" (float16 overflow? use madebyollin/sdxl-vae-fp16-fix or dtype=torch.float32)"
+                       if dtype == torch.float16 else "")
+                )
+            lat[i:i + len(idx)] = zs
+            if bar is not None:
+                bar.update(len(idx))
+        _save_npy(root / _class_file(c), lat)
+        _save_npy(root / _index_file(c), np.stack([pos, data.source_indices[pos]]).astype(np.int64))
+        done.append(c)
+        write_json(meta_path, {**settings, "done": sorted(done)})
+    if bar is not None:
+        bar.close()
+    return LatentCache.load(root)
+
+
+def _batches(data: LabeledImages, pos: np.ndarray, batch_size: int, size, resize: str, num_workers: int):
+    """``(start, positions, uint8 images)`` batch by batch, in order; with ``num_workers`` > 0
+    up to that many batches are loaded ahead in threads."""
+    starts = range(0, len(pos), batch_size)
+    if num_workers <= 0:
+        for i in starts:
+            yield i, pos[i:i + batch_size], data.load(pos[i:i + batch_size], size, resize)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=num_workers) as pool:
+        queue: deque = deque()
+        it = iter(starts)
+        for i in it:
+            queue.append((i, pool.submit(data.load, pos[i:i + batch_size], size, resize)))
+            if len(queue) >= num_workers:
+                break
+        while queue:
+            i, fut = queue.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                queue.append((nxt, pool.submit(data.load, pos[nxt:nxt + batch_size], size, resize)))
+            yield i, pos[i:i + batch_size], fut.result()
+
+
+def _remove_cache(root: Path) -> None:
+    """Delete a latent cache's files (and nothing else) from ``root``."""
+    if not root.exists():
+        return
+    pattern = re.compile(r"^(cache\.json|class_\d{4}(\.index)?\.npy|\..*\.tmp)$")
+    for f in root.iterdir():
+        if f.is_file() and pattern.match(f.name):
+            f.unlink()
+
+
+def reconstruction_grid(data: LabeledImages, cache: "LatentCache", vae_or_pipe: Any, per_class: int = 6,
+                        title: str | None = None):
+    """One row per class: the first ``per_class`` images as the VAE saw them (resized), a blank,
+    then the same images decoded from the cached latents. A check that the cache is in the
+    VAE's latent space and of what the VAE keeps."""
+    from .plots import image_grid
+
+    vae = get_vae(vae_or_pipe)
+    size, resize = tuple(cache.meta["size"]), cache.meta["resize"]
+    per_class = min(per_class, min(cache.counts))
+    rows, tiles = [], []
+    for c in range(cache.num_classes):
+        pos = cache.indices(c)[:per_class]
+        orig = data.load(pos, size, resize)
+        rec = decode_latents(vae, cache.latents(c)[:per_class])
+        if orig.shape[1] != rec.shape[1]:
+            orig = orig.expand(-1, rec.shape[1], -1, -1) if orig.shape[1] == 1 else orig
+            rec = rec.expand(-1, orig.shape[1], -1, -1) if rec.shape[1] == 1 else rec
+        tiles += [orig, torch.full_like(orig[:1], 255), rec]
+        rows.append(cache.class_names[c])
+    k = len(pos)
+    cols = ["" if i != k // 2 else "input" for i in range(k)] + [""] + ["" if i != k // 2 else "decoded latent" for i in range(k)]
+    return image_grid(torch.cat(tiles), rows=len(rows), row_labels=rows, col_labels=cols, title=title)
+
+
+def limit_dataset(data: LabeledImages, class_limit: int | None = None, per_class_limit: int | None = None) -> LabeledImages:
+    """The first ``class_limit`` classes and the first ``per_class_limit`` images of each, for
+    quick runs; ``None`` keeps everything. Notebooks 01 and 02 apply the same limits, so the
+    cache's dataset check passes."""
+    if class_limit is None and per_class_limit is None:
+        return data
+    k = data.num_classes if class_limit is None else min(int(class_limit), data.num_classes)
+    keep = [data.class_indices(c)[:per_class_limit] for c in range(k)]
+    sub = data.subset(np.concatenate(keep), name=f"{data.name}[classes<{k},n<={per_class_limit}]")
+    sub.classes, sub.class_names = list(data.classes[:k]), list(data.class_names[:k])
+    return sub

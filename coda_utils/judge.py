@@ -1,0 +1,182 @@
+"""Measuring the prior: a judge classifier, prompt fidelity and a Frechet distance.
+
+The judge is a ConvNet-3 (64 channels wide) trained on web-transformed ``pool`` images at 32x32 (the prior's own
+training distribution, never ``target`` or ``test``). It answers two questions:
+
+- *prompt fidelity*: which share of unguided samples for the prompt "X" does the judge call X?
+- *distribution distance*: the Frechet distance between two image sets in the judge's
+  penultimate features (the same formula as FID, with this judge in place of Inception).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .datasets import LabeledImages, resize_images
+from .io import atomic_write, read_json, write_json
+
+__all__ = ["Judge", "train_judge", "frechet_distance", "prompt_fidelity", "generate_unguided", "SHIPPED_JUDGE", "to_canvas"]
+
+SHIPPED_JUDGE = Path(__file__).resolve().parent.parent / "data" / "models" / "fashion-judge"
+CANVAS = 32
+
+
+def to_canvas(images: torch.Tensor) -> torch.Tensor:
+    """``uint8`` images (any size up to 32, 1 channel) -> ``uint8`` ``N x 1 x 32 x 32`` (zero-padded)."""
+    if images.shape[1] == 3:
+        images = images.float().mean(1, keepdim=True).round().to(torch.uint8)
+    return resize_images(images, (CANVAS, CANVAS), "pad" if images.shape[-1] <= CANVAS else "squash")
+
+
+@dataclass
+class Judge:
+    """A trained ConvNet-3 over 1 x 32 x 32 ``uint8`` images (any image up to 32x32 is zero-padded
+    to the canvas; colour images are averaged to gray)."""
+
+    model: torch.nn.Module
+    width: int = 64
+    num_classes: int = 10
+
+    @staticmethod
+    def _prep(images: torch.Tensor) -> torch.Tensor:
+        return (to_canvas(images).float() / 255.0 - 0.5) / 0.5
+
+    @torch.no_grad()
+    def logits_and_features(self, images: torch.Tensor, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and the penultimate features: the last convolutional feature map averaged over
+        space (``width`` numbers), a compact space in which Frechet distances are
+        stable with a thousand samples."""
+        self.model.eval()
+        logits, feats = [], []
+        for i in range(0, len(images), batch_size):
+            fmap = self.model.features(self._prep(images[i:i + batch_size]))
+            logits.append(self.model.classifier(fmap.flatten(1)))
+            feats.append(fmap.mean(dim=(2, 3)))
+        return torch.cat(logits).numpy(), torch.cat(feats).numpy()
+
+    def predict(self, images: torch.Tensor) -> np.ndarray:
+        return self.logits_and_features(images)[0].argmax(1)
+
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        return self.logits_and_features(images)[1]
+
+    def save(self, path: str | Path, report: dict | None = None) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path / "model.safetensors", "wb") as fh:
+            fh.write(_safetensors_bytes(self.model.state_dict(), save_file))
+        write_json(path / "config.json", {"arch": "convnet3", "width": self.width, "num_classes": self.num_classes,
+                                          "in_channels": 1, "im_size": CANVAS, **(report or {})})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path = SHIPPED_JUDGE) -> "Judge":
+        from safetensors.torch import load_file
+
+        from .architectures import ConvNet
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"no judge at {path} (config.json missing); train one with coda_utils.judge.train_judge")
+        cfg = read_json(path / "config.json")
+        model = ConvNet(cfg["in_channels"], cfg["num_classes"], cfg["im_size"], width=cfg["width"])
+        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        model.eval()
+        return cls(model=model, width=cfg["width"], num_classes=cfg["num_classes"])
+
+
+def _safetensors_bytes(state: dict, save_file) -> bytes:
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "m.safetensors")
+        save_file({k: v.contiguous() for k, v in state.items()}, p)
+        with open(p, "rb") as fh:
+            return fh.read()
+
+
+def train_judge(pool: LabeledImages, steps: int = 3000, batch_size: int = 128, lr: float = 0.01, seed: int = 0,
+                width: int = 64, holdout: int = 2000, progress: bool = True) -> tuple[Judge, dict]:
+    """Train the judge (ConvNet-3 of ``width`` channels) on web-transformed ``pool`` images; report
+    its accuracy on web-transformed held-out pool images (the last ``holdout``, never trained on)."""
+    from tqdm.auto import tqdm
+
+    from .architectures import ConvNet
+    from .prior import web_transform
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    px = pool.load()
+    labels = torch.as_tensor(pool.labels)
+    train_px, train_y = px[:-holdout], labels[:-holdout]
+    model = ConvNet(1, pool.num_classes, CANVAS, width=width)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    t0 = time.perf_counter()
+    model.train()
+    for _ in tqdm(range(steps), desc="judge", disable=not progress, unit="step"):
+        idx = torch.randint(len(train_px), (batch_size,), generator=gen)
+        x, _ = web_transform(train_px[idx], gen)
+        loss = F.cross_entropy(model(x), train_y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step(); sched.step()
+    seconds = time.perf_counter() - t0
+    judge = Judge(model=model.eval(), width=width, num_classes=pool.num_classes)
+    hx, _ = web_transform(px[-holdout:], torch.Generator().manual_seed(seed + 1))
+    held = ((hx + 1) / 2 * 255).round().to(torch.uint8)
+    acc = float((judge.predict(held) == pool.labels[-holdout:]).mean())
+    return judge, {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "train_seconds": seconds,
+                   "heldout_web_pool_accuracy": acc, "heldout_images": holdout}
+
+
+def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (the FID formula)."""
+    from scipy import linalg
+
+    a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("frechet_distance needs at least two samples in each set")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    if not np.isfinite(covmean).all():
+        eps = 1e-6 * np.eye(len(cov_a))
+        covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
+    covmean = covmean.real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
+
+
+@torch.no_grad()
+def generate_unguided(pipe, prompts: Sequence[str], seed: int = 0, batch_size: int = 100, steps: int = 25,
+                      guidance_scale: float = 5.0, progress: bool = True) -> torch.Tensor:
+    """Plain text-to-image samples from a diffusers pipeline, one per prompt, as ``uint8``
+    ``N x C x H x W``. Sample ``i`` uses seed ``seed + i`` whatever the batch size."""
+    from tqdm.auto import tqdm
+
+    out = []
+    for i in tqdm(range(0, len(prompts), batch_size), desc="sampling", disable=not progress, unit="batch"):
+        chunk = list(prompts[i:i + batch_size])
+        gens = [torch.Generator().manual_seed(seed + i + j) for j in range(len(chunk))]
+        img = pipe(chunk, num_inference_steps=steps, guidance_scale=guidance_scale, generator=gens,
+                   output_type="pt").images
+        out.append((img.clamp(0, 1) * 255).round().to(torch.uint8))
+    x = torch.cat(out)
+    return x[:, :1] if x.shape[1] == 3 and bool((x[:, 0] == x[:, 1]).all()) else x
+
+
+def prompt_fidelity(judge: Judge, images: torch.Tensor, labels: Sequence[int]) -> dict:
+    """Share of images the judge assigns to the class they were prompted with, overall and per class."""
+    labels = np.asarray(labels)
+    pred = judge.predict(images)
+    per_class = {int(c): float((pred[labels == c] == c).mean()) for c in np.unique(labels)}
+    return {"fidelity": float((pred == labels).mean()), "per_class": per_class, "n": int(len(labels))}

@@ -1,0 +1,116 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from coda_utils import alignment as al
+from coda_utils.tiny_pipelines import tiny_sd_pipeline, tiny_sdxl_pipeline
+
+
+@pytest.fixture(scope="module")
+def sd(tmp_path_factory):
+    return tiny_sd_pipeline(tmp_path_factory.mktemp("sd"))
+
+
+def test_correction_matches_hand_computed_case():
+    # x0 = (1 - 0.6 * 0.5) / 0.8 = 0.875; d = -(0.8 / 0.6) * 0.1 * 0.75 * (2 - 0.875) = -0.1125
+    d = al.guidance_correction(torch.tensor(1.0), torch.tensor(0.5), torch.tensor(2.0), 0.8, 0.6, 0.75, 0.1)
+    assert float(d) == pytest.approx(-0.1125)
+    # normalized variant: the CFG'd pull 1 - exp(-w gamma s) instead of w gamma s
+    w = 5.0
+    dn = al.guidance_correction(torch.tensor(1.0), torch.tensor(0.5), torch.tensor(2.0), 0.8, 0.6, 0.75, 0.1, w, "normalized")
+    assert float(dn) * w == pytest.approx(-(0.8 / 0.6) * (1 - math.exp(-w * 0.1 * 0.75)) * 1.125)
+    with pytest.raises(ValueError):
+        al.GuidanceConfig(variant="other")
+
+
+def test_gamma_zero_reproduces_the_stock_pipeline(sd):
+    g = [torch.Generator().manual_seed(s) for s in (3, 4)]
+    stock = sd(["a bag", "a coat"], num_inference_steps=6, guidance_scale=5.0, generator=g, output_type="pt").images
+    stock = (stock.clamp(0, 1) * 255).round().to(torch.uint8)
+    ours, state = al.generate(sd, ["a bag", "a coat"], [3, 4], torch.randn(2, 4, 8, 8), al.GuidanceConfig(gamma=0.0),
+                              5.0, 6)
+    assert torch.equal(ours, stock) and state.calls == 0
+    recorded, state = al.generate(sd, ["a bag", "a coat"], [3, 4], torch.randn(2, 4, 8, 8),
+                                  al.GuidanceConfig(gamma=0.0), 5.0, 6, record=True)
+    assert torch.equal(recorded, stock) and len(state.x0_before) == 6 and state.calls == 0
+
+
+def test_hook_pulls_x0_by_gamma_times_sigma_only_in_the_guided_fraction(sd):
+    z = torch.randn(2, 4, 8, 8)
+    cfg = al.GuidanceConfig(gamma=0.2, guide_fraction=0.5)
+    _, st = al.generate(sd, ["a bag", "a coat"], [0, 1], z, cfg, 5.0, 8, record=True)
+    assert st.steps == list(range(8)) and st.guided == [True] * 4 + [False] * 4 and st.calls == 4
+    sigmas = sd.scheduler.sigmas
+    for i, before, after in zip(st.steps, st.x0_before, st.x0_after):
+        # conditional x0 moves toward z by gamma * s_i (the CFG'd one by w * gamma * s_i); not at all after
+        pull = 0.2 * float(sigmas[i]) if i < 4 else 0.0
+        assert torch.allclose(after - before, pull * (z - before), atol=1e-4)
+
+
+def test_v_prediction_is_handled_through_x0(tmp_path):
+    pipe = tiny_sd_pipeline(tmp_path, prediction_type="v_prediction")
+    z = torch.randn(1, 4, 8, 8)
+    _, st = al.generate(pipe, ["a bag"], [0], z, al.GuidanceConfig(gamma=0.2), 5.0, 5, record=True)
+    s0 = float(pipe.scheduler.sigmas[0])
+    assert torch.allclose(st.x0_after[0] - st.x0_before[0], 0.2 * s0 * (z - st.x0_before[0]), atol=1e-3)
+    pipe.scheduler.register_to_config(prediction_type="sample")
+    with pytest.raises(ValueError, match="epsilon and v-prediction"):
+        al.generate(pipe, ["a bag"], [0], z, al.GuidanceConfig(gamma=0.2), 5.0, 3)
+
+
+def _final_latents(pipe, z, gamma):
+    gens = [torch.Generator().manual_seed(i) for i in range(len(z))]
+    with al.coda_guidance(pipe, z, al.GuidanceConfig(gamma=gamma), 5.0):
+        return pipe(["a bag"] * len(z), num_inference_steps=10, guidance_scale=5.0, generator=gens,
+                    output_type="latent").images
+
+
+def test_guided_samples_end_closer_to_their_representatives(sd):
+    z = torch.randn(4, 4, 8, 8)
+    unguided = (_final_latents(sd, z, 0.0) - z).flatten(1).norm(dim=1)
+    guided = (_final_latents(sd, z, 0.1) - z).flatten(1).norm(dim=1)
+    assert torch.all(guided < 0.5 * unguided)
+
+
+def test_seeds_do_not_depend_on_batch_size_and_generation_resumes(sd, tmp_path):
+    z = [np.random.default_rng(c).normal(size=(3, 4, 8, 8)).astype(np.float32) for c in range(2)]
+    kw = dict(class_ids=["bag", "coat"], prompts=["a bag", "a coat"], ipc=3, z_reps=z, steps=4, progress=False,
+              native_size=(28, 28), resize="pad")
+    a = al.generate_set(sd, tmp_path / "a", batch_size=1, **kw)
+    b = al.generate_set(sd, tmp_path / "b", batch_size=5, **kw)
+    for f in sorted((tmp_path / "a").rglob("*.png")):
+        assert f.read_bytes() == (b / f.relative_to(a)).read_bytes()
+    from PIL import Image
+
+    assert np.asarray(Image.open(a / "bag" / "0000.png")).shape == (28, 28)
+    assert al.sample_seed(0, 1, 2) == al.sample_seed(0, 1, 2) != al.sample_seed(0, 2, 1)
+    # an interrupted run resumes: only the missing image is generated again
+    keep = (a / "coat" / "0001.png").stat().st_mtime_ns
+    (a / "bag" / "0002.png").unlink()
+    al.generate_set(sd, a, batch_size=2, **kw)
+    assert (a / "bag" / "0002.png").read_bytes() == (b / "bag" / "0002.png").read_bytes()
+    assert (a / "coat" / "0001.png").stat().st_mtime_ns == keep
+    import json
+
+    m = json.loads((a / "manifest.json").read_text())
+    assert m["images"][4]["prompt"] == "a coat" and m["parameters"]["gamma"] == 0.05 and len(m["files"]) == 6
+
+
+def test_nan_representatives_are_refused(sd, tmp_path):
+    z = [np.full((1, 4, 8, 8), np.nan, np.float32)]
+    with pytest.raises(ValueError, match="NaN"):
+        al.generate_set(sd, tmp_path, ["bag"], ["a bag"], 1, z_reps=z, steps=2, progress=False)
+
+
+def test_tiny_sdxl_guided_generation_with_refiner_handoff(tmp_path):
+    base, refiner = tiny_sdxl_pipeline(tmp_path, refiner=True)
+    z = torch.randn(2, 4, 16, 16)
+    imgs, st = al.generate(base, ["a tench", "a goldfish"], [0, 1], z, al.GuidanceConfig(gamma=0.1), 5.0, 6,
+                           record=True)
+    assert imgs.shape == (2, 3, 64, 64) and st.guided == [True] * 5 + [False]
+    imgs, st = al.generate(base, ["a tench", "a goldfish"], [0, 1], z, al.GuidanceConfig(gamma=0.1), 5.0, 6,
+                           record=True, refiner=refiner, refiner_start=0.5)
+    # the base runs the first half (guided), the refiner the rest without guidance
+    assert imgs.shape == (2, 3, 64, 64) and st.steps == [0, 1, 2] and st.calls == 3

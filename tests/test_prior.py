@@ -1,0 +1,106 @@
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from coda_utils import prior
+from coda_utils.datasets import load_fashion_mnist
+
+TINY = dict(vae_steps=3, unet_steps=4, vae_batch=8, unet_batch=8, vae_channels=(8, 8, 8), unet_channels=(16, 16, 16),
+            text_width=16, latent_passes=1, checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def small_pool():
+    return load_fashion_mnist("pool").subset(np.arange(200))
+
+
+def test_web_transform_shapes_range_and_determinism(small_pool):
+    x = small_pool.load(np.arange(64))
+    a, inv_a = prior.web_transform(x, torch.Generator().manual_seed(0))
+    b, inv_b = prior.web_transform(x, torch.Generator().manual_seed(0))
+    assert a.shape == (64, 1, 32, 32) and torch.equal(a, b) and torch.equal(inv_a, inv_b)
+    assert a.min() >= -1 and a.max() <= 1
+    assert 0.2 < inv_a.float().mean() < 0.8
+    # an inverted image has a light background: its corner pixel is white
+    assert torch.all(a[inv_a][:, 0, 0, 0] > 0.9) and torch.all(a[~inv_a][:, 0, 0, 0] < -0.9)
+
+
+def test_captions_and_tokenizer_cover_every_word(tmp_path):
+    tok = prior.build_tokenizer(tmp_path / "tok")
+    unk = tok.unk_token_id
+    corpus = prior.caption_corpus()
+    assert all(unk not in tok(c).input_ids[1:-1] for c in corpus)
+    ids = tok("a photo of a sneaker").input_ids
+    assert tok.convert_ids_to_tokens(ids)[1:-1] == ["a</w>", "photo</w>", "of</w>", "a</w>", "sneaker</w>"]
+    # unseen words still encode (character fallback), free text is accepted
+    assert len(tok("a zebra").input_ids) > 3
+    rng = np.random.default_rng(0)
+    caps = prior.make_captions([7] * 200, [True] * 200, rng)
+    assert sum(c == "" for c in caps) > 5
+    assert any("white background" in c for c in caps) and not any("black background" in c for c in caps)
+    assert any("sneaker" in c for c in caps) and any("running shoe" in c or "trainer" in c for c in caps)
+
+
+def test_tiny_training_resumes_and_refuses_stale_checkpoints(tmp_path, small_pool):
+    cfg = prior.PriorConfig(**TINY)
+    out = tmp_path / "model"
+    report = prior.train_prior(cfg, out, work_dir=tmp_path / "work", pool=small_pool, progress=False)
+    assert report["parameters"]["unet"] > 0 and (out / "model_index.json").exists()
+    assert (out / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    # a second run finds every stage finished and trains nothing more
+    again = prior.train_prior(cfg, out, work_dir=tmp_path / "work", pool=small_pool, progress=False)
+    assert again["unet_seconds"] == report["unet_seconds"] and again["vae_log"] == report["vae_log"]
+    other = prior.PriorConfig(**{**TINY, "unet_steps": 5})
+    with pytest.raises(prior.StaleCheckpointError, match="other settings"):
+        prior.train_prior(other, out, work_dir=tmp_path / "work", pool=small_pool, progress=False)
+    pipe = prior.load_prior(out)
+    images = pipe(["a bag"], num_inference_steps=3, guidance_scale=5.0, output_type="np").images
+    assert images.shape == (1, 32, 32, 1)
+
+
+def test_never_overwrites_the_shipped_prior(tmp_path, small_pool):
+    with pytest.raises(PermissionError, match="shipped prior"):
+        prior.train_prior(prior.PriorConfig(**TINY), prior.SHIPPED_PRIOR, work_dir=tmp_path, pool=small_pool)
+
+
+def test_missing_model_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        prior.load_prior(tmp_path)
+
+
+shipped = pytest.mark.skipif(not (prior.SHIPPED_PRIOR / "model_index.json").exists(), reason="no shipped prior")
+
+
+@shipped
+def test_shipped_prior_loads_offline_and_is_deterministic(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from diffusers import DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(prior.SHIPPED_PRIOR, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler" and pipe.scheduler.config.use_karras_sigmas
+
+    def run(seed):
+        g = torch.Generator().manual_seed(seed)
+        return pipe(["a photo of a sneaker", "trouser"], num_inference_steps=5, guidance_scale=5.0, generator=g,
+                    output_type="pt").images
+
+    a, b, c = run(0), run(0), run(1)
+    assert a.shape == (2, 1, 32, 32) and 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@shipped
+def test_shipped_prior_size_limit():
+    total = sum(p.stat().st_size for p in prior.SHIPPED_PRIOR.rglob("*") if p.is_file())
+    assert total < 20 * 2**20
+
+
+def test_vae_psnr_is_perfect_for_an_identity_like_check():
+    # a VAE that reconstructs perfectly gives infinite PSNR -> guard: a random VAE gives a low, finite PSNR
+    vae = prior.build_vae(prior.PriorConfig(vae_channels=(8, 8, 8)))
+    x = load_fashion_mnist("target").load(np.arange(8))
+    r = prior.vae_reconstruction_psnr(vae, x)
+    assert 0 < r["psnr_db"] < 15 and r["n"] == 8
