@@ -199,6 +199,8 @@ def load_pipeline(model: str | Path, device: str = "cpu", dtype: torch.dtype = t
         raise FileNotFoundError(f"{p} is not a diffusers pipeline directory (no model_index.json); pass a pipeline "
                                 "directory or a hub id such as stabilityai/stable-diffusion-xl-base-1.0")
     kw = dict(local_files_only=local, low_cpu_mem_usage=False)
+    if dtype != torch.float32:
+        kw["torch_dtype"] = dtype
     if vae is not None:
         kw["vae"] = AutoencoderKL.from_pretrained(str(vae), local_files_only=Path(vae).exists(), low_cpu_mem_usage=False)
     pipe = DiffusionPipeline.from_pretrained(str(p), **kw)
@@ -207,7 +209,7 @@ def load_pipeline(model: str | Path, device: str = "cpu", dtype: torch.dtype = t
         pipe.enable_attention_slicing()
     if vae_tiling:
         pipe.vae.enable_tiling()
-    return pipe.to(device, dtype)
+    return pipe.to(device)
 
 
 def sample_seed(seed: int, class_index: int, k: int) -> int:

@@ -377,30 +377,27 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, unit="step")
 
 
-def train_vae(cfg: PriorConfig, pool: torch.Tensor, work: Path, progress: bool = True):
-    """Train the VAE on web-transformed pool images (L1 + MSE + a tiny KL, as SD's VAE)."""
-    vae = build_vae(cfg)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.vae_lr, total_steps=cfg.vae_steps, pct_start=0.05)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    fp = _stage_fingerprint(cfg, "vae")
-    path = work / "checkpoints" / "vae.pt"
+def _autoencoder_stage(cfg: PriorConfig, vae, params: list, lr: float, steps: int, seed: int, pool: torch.Tensor,
+                       path: Path, fp: dict, desc: str, loss_fn, progress: bool) -> tuple[list, float]:
+    """The training loop the VAE and decoder stages share: AdamW with a one-cycle schedule on
+    web-transformed pool batches, a PSNR log every 50 steps, checkpoints every
+    ``cfg.checkpoint_every`` steps, resumption from ``path``. ``loss_fn(x, gen)`` returns
+    ``(loss, reconstruction)``. Returns the log and the training seconds (all sessions)."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.05)
+    gen = torch.Generator().manual_seed(seed)
     step, log, seconds = 0, [], 0.0
     ckpt = _load_checkpoint(path, fp)
     if ckpt is not None:
         vae.load_state_dict(ckpt["model"]); opt.load_state_dict(ckpt["opt"]); sched.load_state_dict(ckpt["sched"])
         gen.set_state(ckpt["gen"]); step, log, seconds = ckpt["step"], ckpt["log"], ckpt["seconds"]
-    vae.train()
-    bar = _progress(cfg.vae_steps, step, "VAE", progress)
+    bar = _progress(steps, step, desc, progress)
     t0 = time.perf_counter()
-    while step < cfg.vae_steps:
+    seconds_now = seconds
+    while step < steps:
         idx = torch.randint(len(pool), (cfg.vae_batch,), generator=gen)
         x, _ = web_transform(pool[idx], gen, cfg)
-        post = vae.encode(x).latent_dist
-        z = post.sample(generator=gen)
-        rec = vae.decode(z).sample
-        l_rec = F.l1_loss(rec, x) + F.mse_loss(rec, x)
-        loss = l_rec + cfg.vae_kl_weight * post.kl().mean()
+        loss, rec = loss_fn(x, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step(); sched.step()
@@ -408,16 +405,32 @@ def train_vae(cfg: PriorConfig, pool: torch.Tensor, work: Path, progress: bool =
         bar.update(1)
         if step % 50 == 0:
             psnr = float(10 * torch.log10(4.0 / F.mse_loss(rec.detach(), x)))
-            log.append({"step": step, "loss": float(loss), "psnr_db": psnr})
+            log.append({"step": step, "loss": loss.item(), "psnr_db": psnr})
             bar.set_postfix(psnr=f"{psnr:.1f}dB")
-        if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
+        if step % cfg.checkpoint_every == 0 or step == steps:
+            seconds_now = seconds + time.perf_counter() - t0
             _save_checkpoint(path, {"fingerprint": fp, "model": vae.state_dict(), "opt": opt.state_dict(),
                                     "sched": sched.state_dict(), "gen": gen.get_state(), "step": step, "log": log,
-                                    "seconds": seconds + time.perf_counter() - t0})
+                                    "seconds": seconds_now})
     bar.close()
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return log, seconds_now
+
+
+def train_vae(cfg: PriorConfig, pool: torch.Tensor, work: Path, progress: bool = True):
+    """Train the VAE on web-transformed pool images (L1 + MSE + a tiny KL, as SD's VAE)."""
+    vae = build_vae(cfg)
+    vae.train()
+
+    def loss_fn(x, gen):
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample(generator=gen)).sample
+        return F.l1_loss(rec, x) + F.mse_loss(rec, x) + cfg.vae_kl_weight * post.kl().mean(), rec
+
+    log, seconds = _autoencoder_stage(cfg, vae, list(vae.parameters()), cfg.vae_lr, cfg.vae_steps, cfg.seed, pool,
+                                      work / "checkpoints" / "vae.pt", _stage_fingerprint(cfg, "vae"), "VAE", loss_fn,
+                                      progress)
     vae.eval()
-    return vae, ckpt["log"], ckpt["seconds"]
+    return vae, log, seconds
 
 
 @torch.no_grad()
@@ -522,49 +535,21 @@ def finetune_decoder(cfg: PriorConfig, vae, pool: torch.Tensor, work: Path, prog
     """Fine-tune the VAE decoder alone on web-transformed pool images, decoding posterior means
     (as Stable Diffusion's ft-MSE VAE): sharper reconstructions, same encoder, same latents, so
     the UNet trained on them stays valid."""
-    path = work / "checkpoints" / "decoder.pt"
-    fp = _stage_fingerprint(cfg, "decoder")
     params = list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.decoder_lr, weight_decay=0.0)
-    total = max(cfg.decoder_steps, 1)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.decoder_lr, total_steps=total, pct_start=0.05)
-    gen = torch.Generator().manual_seed(cfg.seed + 3)
-    step, log, seconds = 0, [], 0.0
-    ckpt = _load_checkpoint(path, fp)
-    if ckpt is not None:
-        vae.load_state_dict(ckpt["model"]); opt.load_state_dict(ckpt["opt"]); sched.load_state_dict(ckpt["sched"])
-        gen.set_state(ckpt["gen"]); step, log, seconds = ckpt["step"], ckpt["log"], ckpt["seconds"]
     vae.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
     vae.decoder.train()
-    bar = _progress(cfg.decoder_steps, step, "decoder", progress)
-    t0 = time.perf_counter()
-    while step < cfg.decoder_steps:
-        idx = torch.randint(len(pool), (cfg.vae_batch,), generator=gen)
-        x, _ = web_transform(pool[idx], gen, cfg)
+
+    def loss_fn(x, gen):
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
         rec = vae.decode(z).sample
-        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step(); sched.step()
-        step += 1
-        bar.update(1)
-        if step % 50 == 0:
-            psnr = float(10 * torch.log10(4.0 / F.mse_loss(rec.detach(), x)))
-            log.append({"step": step, "loss": loss.item(), "psnr_db": psnr})
-            bar.set_postfix(psnr=f"{psnr:.1f}dB")
-        if step % cfg.checkpoint_every == 0 or step == cfg.decoder_steps:
-            _save_checkpoint(path, {"fingerprint": fp, "model": vae.state_dict(), "opt": opt.state_dict(),
-                                    "sched": sched.state_dict(), "gen": gen.get_state(), "step": step, "log": log,
-                                    "seconds": seconds + time.perf_counter() - t0})
-    bar.close()
-    if path.exists():
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        vae.load_state_dict(ckpt["model"])
-        log, seconds = ckpt["log"], ckpt["seconds"]
+        return F.l1_loss(rec, x) + F.mse_loss(rec, x), rec
+
+    log, seconds = _autoencoder_stage(cfg, vae, params, cfg.decoder_lr, cfg.decoder_steps, cfg.seed + 3, pool,
+                                      work / "checkpoints" / "decoder.pt", _stage_fingerprint(cfg, "decoder"),
+                                      "decoder", loss_fn, progress)
     vae.requires_grad_(True)
     vae.eval()
     return vae, log, seconds
@@ -636,9 +621,10 @@ def load_prior(path: str | Path = SHIPPED_PRIOR, device: str = "cpu", dtype: tor
             f"{path} is not a diffusers pipeline directory (no model_index.json). The embedded prior ships at "
             f"{SHIPPED_PRIOR}; rebuild it with notebooks/00_build_prior.ipynb"
         )
-    pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True, low_cpu_mem_usage=False)
+    kw = {} if dtype == torch.float32 else {"torch_dtype": dtype}
+    pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True, low_cpu_mem_usage=False, **kw)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device, dtype)
+    return pipe.to(device)
 
 
 # --------------------------------------------------------------------------------------
@@ -707,7 +693,7 @@ def write_model_card(model_dir: str | Path, report: dict, quality: dict) -> Path
         f"| UNet | `UNet2DConditionModel`, 8x8 latents, block channels {tuple(cfg['unet_channels'])}, cross-attention | {p['unet']:,} |",
         "| scheduler | `DPMSolverMultistepScheduler`: DPM-Solver++ 2M, Karras sigmas, SD's scaled-linear betas 0.00085-0.012, 1000 steps, epsilon prediction | - |",
         "",
-        "## Training (2 CPU cores)",
+        "## Training (one thread each on a 2-core machine shared with other jobs; wall-clock minutes)",
         f"- VAE: {cfg['vae_steps']} steps, batch {cfg['vae_batch']}, AdamW lr {cfg['vae_lr']} (one-cycle), L1 + MSE + {cfg['vae_kl_weight']} KL; {report['vae_seconds'] / 60:.1f} min.",
         f"- Latent cache: {cfg['latent_passes']} web-transformed passes over the pool, posterior mean and std.",
         f"- Text encoder + UNet jointly: {cfg['unet_steps']} steps, batch {cfg['unet_batch']}, AdamW lr {cfg['unet_lr']} (one-cycle),",
@@ -718,7 +704,8 @@ def write_model_card(model_dir: str | Path, report: dict, quality: dict) -> Path
         "",
         "## Measured quality",
         f"- VAE reconstruction PSNR on `target` ({q['psnr']['n']:,} images, 28x28 area, posterior mean): "
-        f"**{q['psnr']['psnr_db']:.2f} dB** (mean per-image PSNR {q['psnr']['mean_image_psnr_db']:.2f} dB).",
+        f"**{q['psnr']['mean_image_psnr_db']:.2f} dB** averaged over images; {q['psnr']['psnr_db']:.2f} dB from the "
+        "MSE pooled over all images.",
         f"- Prompt fidelity: of {q['fidelity']['n']:,} unguided samples (prompt = class name, 25 DPM-Solver++ steps, CFG {q['cfg']}),",
         f"  **{q['fidelity']['fidelity']:.1%}** are assigned to the prompted class by the judge "
         f"(ConvNet-3 trained on web-transformed `pool`, {q['judge']['heldout_web_pool_accuracy']:.1%} accurate on held-out web-transformed pool).",
