@@ -25,7 +25,7 @@ def small_parameters(out: Path) -> dict[str, dict]:
         "04_evaluate.ipynb": dict(ipc=2, repeats=2, epochs=3, test_limit=500, run_dir=str(out / "runs" / "evaluate"),
                                   figures_dir=str(out / "figures"), progress=False),
         "00_build_prior.ipynb": dict(
-            vae_steps=6, unet_steps=6, vae_batch=16, unet_batch=16, vae_channels=[8, 8, 8], unet_channels=[16, 16, 16],
+            vae_steps=6, unet_steps=6, decoder_steps=4, vae_batch=16, unet_batch=16, vae_channels=[8, 8, 8], unet_channels=[16, 16, 16],
             text_width=16, latent_passes=1, pool_limit=500, judge_steps=5, fidelity_samples=20, fd_target_images=200,
             sampling_steps=4, out_dir=str(out / "runs" / "prior" / "fashion-prior"), work_dir=str(out / "runs" / "prior" / "work"),
             judge_dir=str(out / "runs" / "prior" / "judge"), figures_dir=str(out / "figures"), write_card=True, progress=False),

@@ -8,7 +8,7 @@ from coda_utils import prior
 from coda_utils.datasets import load_fashion_mnist
 
 TINY = dict(vae_steps=3, unet_steps=4, vae_batch=8, unet_batch=8, vae_channels=(8, 8, 8), unet_channels=(16, 16, 16),
-            text_width=16, latent_passes=1, checkpoint_every=2)
+            text_width=16, latent_passes=1, decoder_steps=3, checkpoint_every=2)
 
 
 @pytest.fixture(scope="module")
