@@ -443,40 +443,37 @@ def discover_class(latents: np.ndarray, ipc: int, n_neighbors: int = REFERENCE["
         return result(res, np.full(n, -1), None)
 
     feats = x
+    extra: list[str] = []
+    cluster = True  # run HDBSCAN on ``emb`` (False: every point is noise)
     if embedding is not None and distinct >= max(4, nc + 2):
         emb = np.asarray(embedding, dtype=np.float32)
         if len(emb) != n:
             raise ValueError(f"embedding has {len(emb)} rows for {n} latents")
         params["path"] = "umap (reused)"
-        t0 = time.perf_counter()
-        labels, probs = run_hdbscan(emb, mcs, min_samples)
-        t["hdbscan"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        res = make_exactly_ipc(emb, labels, probs, ipc, mcs, min_samples, seed)
-        t["postprocess"] = time.perf_counter() - t0
-        return result(res, np.asarray(labels), emb)
-    if pca_dims is not None and x.shape[1] > pca_dims:
-        t0 = time.perf_counter()
-        feats = _pca(x, int(pca_dims), seed)
-        t["pca"] = time.perf_counter() - t0
-    if nc < 1 or distinct < max(4, nc + 2):
-        params["path"] = "few_distinct"
-        labels, probs = np.full(n, -1), np.zeros(n)
-        emb = feats
-        extra = [f"only {distinct} distinct latents: UMAP and HDBSCAN skipped"]
     else:
-        t0 = time.perf_counter()
-        try:
-            emb = run_umap(feats, nn, nc, min_dist, seed)
-            extra = []
-        except Exception as e:  # noqa: BLE001 - UMAP failing on odd data must not stop discovery
-            params["path"] = "umap_failed"
-            emb = feats
-            extra = [f"UMAP failed ({type(e).__name__}: {e}); clustering the standardized latents"]
-        t["umap"] = time.perf_counter() - t0
+        if pca_dims is not None and x.shape[1] > pca_dims:
+            t0 = time.perf_counter()
+            feats = _pca(x, int(pca_dims), seed)
+            t["pca"] = time.perf_counter() - t0
+        if nc < 1 or distinct < max(4, nc + 2):
+            params["path"] = "few_distinct"
+            emb, cluster = feats, False
+            extra = [f"only {distinct} distinct latents: UMAP and HDBSCAN skipped"]
+        else:
+            t0 = time.perf_counter()
+            try:
+                emb = run_umap(feats, nn, nc, min_dist, seed)
+            except Exception as e:  # noqa: BLE001 - UMAP failing on odd data must not stop discovery
+                params["path"] = "umap_failed"
+                emb = feats
+                extra = [f"UMAP failed ({type(e).__name__}: {e}); clustering the standardized latents"]
+            t["umap"] = time.perf_counter() - t0
+    if cluster:
         t0 = time.perf_counter()
         labels, probs = run_hdbscan(emb, mcs, min_samples)
         t["hdbscan"] = time.perf_counter() - t0
+    else:
+        labels, probs = np.full(n, -1), np.zeros(n)
     t0 = time.perf_counter()
     res = make_exactly_ipc(emb, labels, probs, ipc, mcs, min_samples, seed)
     t["postprocess"] = time.perf_counter() - t0
