@@ -555,11 +555,37 @@ def finetune_decoder(cfg: PriorConfig, vae, pool: torch.Tensor, work: Path, prog
     return vae, log, seconds
 
 
+def prepare_tokenizer(work: Path, cfg: PriorConfig, tokenizer_dir: str | Path | None = None):
+    """The run's tokenizer, made once per work directory and reused on every resume (the text
+    encoder's checkpoints are only valid with the token ids they were trained with).
+
+    On a new work directory it is copied from ``tokenizer_dir`` (e.g. the shipped prior's, which
+    makes rebuilds reproducible: training a byte-pair vocabulary with ``tokenizers`` breaks ties
+    differently from run to run) or, with ``tokenizer_dir=None``, trained on the caption corpus.
+    """
+    from transformers import CLIPTokenizer
+
+    dest = work / "tokenizer"
+    if not (dest / "tokenizer_config.json").is_file():
+        if tokenizer_dir is not None:
+            src = Path(tokenizer_dir)
+            if not src.is_absolute() and not src.exists():
+                src = SHIPPED_PRIOR.parent.parent.parent / src
+            if not (src / "tokenizer_config.json").is_file():
+                raise FileNotFoundError(f"tokenizer_dir {tokenizer_dir} holds no tokenizer (tokenizer_config.json)")
+            CLIPTokenizer.from_pretrained(src).save_pretrained(dest)
+        else:
+            build_tokenizer(dest, cfg.max_tokens)
+    return CLIPTokenizer.from_pretrained(dest)
+
+
 def train_prior(cfg: PriorConfig, out_dir: str | Path, work_dir: str | Path | None = None,
-                pool: LabeledImages | None = None, progress: bool = True, overwrite_shipped: bool = False) -> dict:
+                pool: LabeledImages | None = None, progress: bool = True, overwrite_shipped: bool = False,
+                tokenizer_dir: str | Path | None = None) -> dict:
     """Run every stage and save the pipeline to ``out_dir`` (``save_pretrained``, safetensors).
 
-    Checkpoints live in ``work_dir`` (default ``out_dir/../<name>-work``); re-running resumes.
+    Checkpoints and the tokenizer live in ``work_dir`` (default ``out_dir/../<name>-work``);
+    re-running resumes. ``tokenizer_dir``: see :func:`prepare_tokenizer`.
     The shipped prior (:data:`SHIPPED_PRIOR`) is only replaced with ``overwrite_shipped=True``.
     Returns a training report (parameter counts, steps, seconds per stage, loss logs).
     """
@@ -575,7 +601,7 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, work_dir: str | Path | No
     torch.manual_seed(cfg.seed)
     pool = pool if pool is not None else load_fashion_mnist("pool")
     pool_px = pool.load()
-    tokenizer = build_tokenizer(work / "tokenizer", cfg.max_tokens)
+    tokenizer = prepare_tokenizer(work, cfg, tokenizer_dir)
 
     vae, vae_log, vae_seconds = train_vae(cfg, pool_px, work, progress)
     latents = encode_pool_latents(cfg, vae, pool_px, pool.labels, work, progress)

@@ -55,9 +55,20 @@ def test_tiny_training_resumes_and_refuses_stale_checkpoints(tmp_path, small_poo
     other = prior.PriorConfig(**{**TINY, "unet_steps": 5})
     with pytest.raises(prior.StaleCheckpointError, match="other settings"):
         prior.train_prior(other, out, work_dir=tmp_path / "work", pool=small_pool, progress=False)
+    # the tokenizer is made once per work directory: a resumed run uses the same token ids
+    assert (out / "tokenizer" / "tokenizer.json").read_bytes() == (tmp_path / "work" / "tokenizer" / "tokenizer.json").read_bytes()
     pipe = prior.load_prior(out)
     images = pipe(["a bag"], num_inference_steps=3, guidance_scale=5.0, output_type="np").images
     assert images.shape == (1, 32, 32, 1)
+
+
+def test_tokenizer_is_copied_from_tokenizer_dir(tmp_path):
+    tok = prior.prepare_tokenizer(tmp_path, prior.PriorConfig(), "data/models/fashion-prior/tokenizer")
+    shipped = (prior.SHIPPED_PRIOR / "tokenizer" / "tokenizer.json").read_bytes()
+    assert (tmp_path / "tokenizer" / "tokenizer.json").read_bytes() == shipped
+    assert tok("a photo of a sneaker").input_ids == prior.load_prior().tokenizer("a photo of a sneaker").input_ids
+    with pytest.raises(FileNotFoundError, match="holds no tokenizer"):
+        prior.prepare_tokenizer(tmp_path / "other", prior.PriorConfig(), tmp_path / "nothing")
 
 
 def test_never_overwrites_the_shipped_prior(tmp_path, small_pool):
