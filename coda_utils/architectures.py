@@ -136,7 +136,34 @@ class _BasicBlockAP(nn.Module):
         return F.relu(out + residual)
 
 
-class ResNetAP(nn.Module):
+class _ResNetBase(nn.Module):
+    """A stem, four stages of basic blocks (width doubling, stride 2 from the second stage),
+    global average pooling and a linear head; the two ResNets differ in stem and block."""
+
+    def __init__(self, stem: list[nn.Module], block: type[nn.Module], blocks: tuple[int, ...], width: int,
+                 num_classes: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(*stem)
+        stages = []
+        in_planes = width
+        for i, n in enumerate(blocks):
+            planes = width * 2 ** i
+            stride = 1 if i == 0 else 2
+            stage = []
+            for j in range(n):
+                stage.append(block(in_planes, planes, stride if j == 0 else 1))
+                in_planes = planes
+            stages.append(nn.Sequential(*stage))
+        self.stages = nn.Sequential(*stages)
+        self.fc = nn.Linear(in_planes, num_classes)
+        _he_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class ResNetAP(_ResNetBase):
     """IDC's ResNet-AP (average-pool downsampling, instance norm); depth 10 = blocks [1,1,1,1].
 
     Args:
@@ -149,7 +176,6 @@ class ResNetAP(nn.Module):
 
     def __init__(self, channels: int, num_classes: int, im_size: int,
                  blocks: tuple[int, int, int, int] = (1, 1, 1, 1), width: int = 64) -> None:
-        super().__init__()
         kind = _stem_kind(im_size)
         if kind == "large":
             stem: list[nn.Module] = [nn.Conv2d(channels, width, 7, padding=3, bias=False), _instance_norm(width),
@@ -158,24 +184,7 @@ class ResNetAP(nn.Module):
             stem = [nn.Conv2d(channels, width, 3, padding=1, bias=False), _instance_norm(width), nn.ReLU(inplace=True)]
             if kind == "mid":
                 stem.append(nn.AvgPool2d(2, 2))
-        self.stem = nn.Sequential(*stem)
-        stages = []
-        in_planes = width
-        for i, n in enumerate(blocks):
-            planes = width * 2 ** i
-            stride = 1 if i == 0 else 2
-            stage = []
-            for j in range(n):
-                stage.append(_BasicBlockAP(in_planes, planes, stride if j == 0 else 1))
-                in_planes = planes
-            stages.append(nn.Sequential(*stage))
-        self.stages = nn.Sequential(*stages)
-        self.fc = nn.Linear(in_planes, num_classes)
-        _he_init(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(self.stem(x))
-        return self.fc(x.mean(dim=(2, 3)))
+        super().__init__(stem, _BasicBlockAP, blocks, width, num_classes)
 
 
 # --------------------------------------------------------------------------------------
@@ -200,12 +209,11 @@ class _BasicBlock(nn.Module):
         return F.relu(out + residual)
 
 
-class ResNet(nn.Module):
+class ResNet(_ResNetBase):
     """ResNet with instance norm; ResNet-18 = blocks [2,2,2,2]. Stem by input size (module docstring)."""
 
     def __init__(self, channels: int, num_classes: int, im_size: int,
                  blocks: tuple[int, int, int, int] = (2, 2, 2, 2), width: int = 64) -> None:
-        super().__init__()
         kind = _stem_kind(im_size)
         if kind == "large":
             stem: list[nn.Module] = [nn.Conv2d(channels, width, 7, stride=2, padding=3, bias=False),
@@ -215,24 +223,7 @@ class ResNet(nn.Module):
             stem = [nn.Conv2d(channels, width, 3, padding=1, bias=False), _instance_norm(width), nn.ReLU(inplace=True)]
             if kind == "mid":
                 stem.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
-        self.stem = nn.Sequential(*stem)
-        stages = []
-        in_planes = width
-        for i, n in enumerate(blocks):
-            planes = width * 2 ** i
-            stride = 1 if i == 0 else 2
-            stage = []
-            for j in range(n):
-                stage.append(_BasicBlock(in_planes, planes, stride if j == 0 else 1))
-                in_planes = planes
-            stages.append(nn.Sequential(*stage))
-        self.stages = nn.Sequential(*stages)
-        self.fc = nn.Linear(in_planes, num_classes)
-        _he_init(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(self.stem(x))
-        return self.fc(x.mean(dim=(2, 3)))
+        super().__init__(stem, _BasicBlock, blocks, width, num_classes)
 
 
 # --------------------------------------------------------------------------------------

@@ -19,21 +19,26 @@ import numpy as np
 from .datasets import LabeledImages
 from .io import export_image_folder
 
-__all__ = ["check_ipc", "random_real", "export_selection", "kmeans_nearest_real", "herding", "select_per_class"]
+__all__ = ["check_ipc", "check_ipc_counts", "random_real", "export_selection", "kmeans_nearest_real", "herding", "select_per_class"]
+
+
+def check_ipc_counts(counts, class_names, ipc: int, what: str) -> None:
+    """Raise a clear error when ``ipc`` is not a positive integer or exceeds a class's size
+    (``counts[c]`` images in class ``class_names[c]`` of ``what``)."""
+    if int(ipc) != ipc or ipc < 1:
+        raise ValueError(f"ipc must be a positive integer, got {ipc!r}")
+    small = [(name, int(n)) for name, n in zip(class_names, counts) if n < ipc]
+    if small:
+        name, n = min(small, key=lambda t: t[1])
+        raise ValueError(
+            f"ipc={ipc} is larger than {len(small)} class(es) of {what} "
+            f"(smallest: {name!r} has {n} images); choose ipc <= {int(min(counts))}"
+        )
 
 
 def check_ipc(data: LabeledImages, ipc: int) -> None:
     """Raise a clear error when ``ipc`` is not a positive integer or exceeds a class's size."""
-    if int(ipc) != ipc or ipc < 1:
-        raise ValueError(f"ipc must be a positive integer, got {ipc!r}")
-    counts = data.counts()
-    small = [(data.class_names[c], int(n)) for c, n in enumerate(counts) if n < ipc]
-    if small:
-        name, n = min(small, key=lambda t: t[1])
-        raise ValueError(
-            f"ipc={ipc} is larger than {len(small)} class(es) of {data.name} "
-            f"(smallest: {name!r} has {n} images); choose ipc <= {int(counts.min())}"
-        )
+    check_ipc_counts(data.counts(), data.class_names, ipc, data.name)
 
 
 def random_real(data: LabeledImages, ipc: int, seed: int = 0) -> np.ndarray:

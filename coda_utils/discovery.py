@@ -29,6 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .baselines import check_ipc_counts
+
 __all__ = [
     "REFERENCE",
     "Cluster",
@@ -578,13 +580,7 @@ def discover(cache, ipc: int, n_neighbors: int | None = None, min_cluster_size: 
     """
     classes = list(range(cache.num_classes)) if classes is None else list(classes)
     counts = cache.counts
-    small = [(cache.class_names[c], counts[c]) for c in classes if counts[c] < ipc]
-    if int(ipc) != ipc or ipc < 1:
-        raise ValueError(f"ipc must be a positive integer, got {ipc!r}")
-    if small:
-        name, n = min(small, key=lambda s: s[1])
-        raise ValueError(f"ipc={ipc} is larger than {len(small)} class(es) (smallest: {name!r} has {n} images); "
-                         f"choose ipc <= {min(counts[c] for c in classes)}")
+    check_ipc_counts([counts[c] for c in classes], [cache.class_names[c] for c in classes], ipc, "the latent cache")
     scaled = scaled_hyperparameters(float(np.mean([counts[c] for c in classes])))
     params = {"ipc": int(ipc), "n_neighbors": scaled["n_neighbors"] if n_neighbors is None else int(n_neighbors),
               "min_cluster_size": scaled["min_cluster_size"] if min_cluster_size is None else int(min_cluster_size),

@@ -67,12 +67,11 @@ class Judge:
         return self.logits_and_features(images)[1]
 
     def save(self, path: str | Path, report: dict | None = None) -> Path:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         with atomic_write(path / "model.safetensors", "wb") as fh:
-            fh.write(_safetensors_bytes(self.model.state_dict(), save_file))
+            fh.write(save({k: v.contiguous() for k, v in self.model.state_dict().items()}))
         write_json(path / "config.json", {"arch": "convnet3", "width": self.width, "num_classes": self.num_classes,
                                           "in_channels": 1, "im_size": CANVAS, **(report or {})})
         return path
@@ -91,17 +90,6 @@ class Judge:
         model.load_state_dict(load_file(str(path / "model.safetensors")))
         model.eval()
         return cls(model=model, width=cfg["width"], num_classes=cfg["num_classes"])
-
-
-def _safetensors_bytes(state: dict, save_file) -> bytes:
-    import os
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        p = os.path.join(d, "m.safetensors")
-        save_file({k: v.contiguous() for k, v in state.items()}, p)
-        with open(p, "rb") as fh:
-            return fh.read()
 
 
 def train_judge(pool: LabeledImages, steps: int = 3000, batch_size: int = 128, lr: float = 0.01, seed: int = 0,

@@ -22,7 +22,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .datasets import FASHION_MNIST_CLASSES, LabeledImages, load_fashion_mnist
-from .io import atomic_write, read_json, write_json
+from .io import atomic_write, write_json
 
 __all__ = [
     "PriorConfig",
@@ -120,11 +120,6 @@ class PriorConfig:
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PriorConfig":
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}
-        return cls(**kw)
 
 
 # --------------------------------------------------------------------------------------
@@ -701,7 +696,7 @@ def write_model_card(model_dir: str | Path, report: dict, quality: dict) -> Path
         "```",
         "",
         "## Data",
-        f"- Images: Fashion-MNIST `pool` (50,000 images, 28x28, padded to 32x32). Never `target` or `test`.",
+        "- Images: Fashion-MNIST `pool` (50,000 images, 28x28, padded to 32x32). Never `target` or `test`.",
         f"- Web transforms (per image): polarity inverted with p={cfg['invert_p']} (dark item on a light background),",
         f"  random scale {cfg['scale_range'][0]}-{cfg['scale_range'][1]} and random position on the 32x32 canvas,",
         f"  rotation up to +-{cfg['max_rotation_deg']} degrees, gamma {cfg['gamma_range'][0]}-{cfg['gamma_range'][1]}.",
