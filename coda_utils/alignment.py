@@ -26,6 +26,7 @@ prior). Epsilon- and v-prediction models are both handled through ``x0``.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ __all__ = [
     "sample_seed",
     "generate",
     "generate_set",
+    "StaleSetError",
+    "model_fingerprint",
+    "save_trajectories",
+    "load_trajectories",
     "latents_to_native",
 ]
 
@@ -276,6 +281,60 @@ def latents_to_native(images: torch.Tensor, native_size: tuple[int, int], resize
     return resize_images(images, (nh, nw), "squash" if resize == "squash" else "center_crop")
 
 
+class StaleSetError(RuntimeError):
+    """A set folder holds images made with other settings (or by another model)."""
+
+
+def model_fingerprint(pipe) -> str:
+    """A short hash of a pipeline's UNet (and text encoders): config, parameter names and
+    shapes, and the first values of every parameter. Retrained or other weights give another
+    fingerprint; hashing reads a few KB per tensor, so it is cheap even for SDXL."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("unet", "text_encoder", "text_encoder_2"):
+        module = getattr(pipe, name, None)
+        if module is None:
+            continue
+        h.update(name.encode())
+        cfg = getattr(module, "config", {})
+        cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+        cfg = {k: v for k, v in cfg.items() if not k.startswith("_") and k != "transformers_version"}  # not versions, paths
+        h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+        for pname, p in module.state_dict().items():
+            h.update(f"{pname}{tuple(p.shape)}".encode())
+            h.update(p.detach().flatten()[:256].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _hash_representatives(z_reps, ipc: int) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for z in z_reps:
+        h.update(np.ascontiguousarray(np.asarray(z[:ipc], dtype=np.float32)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _check_or_record_settings(out_dir: Path, settings: dict) -> None:
+    """Resume only what these very settings made: ``out_dir/.settings.json`` is written before
+    the first image; images found with other (or no) recorded settings are refused."""
+    from .io import read_json
+
+    path = out_dir / ".settings.json"
+    has_images = out_dir.is_dir() and any(out_dir.rglob("*.png"))
+    if path.is_file():
+        old = read_json(path)
+        diff = sorted(k for k in settings if old.get(k) != settings[k])
+        if diff and has_images:
+            raise StaleSetError(f"{out_dir} holds images made with other settings (differ in: {', '.join(diff)}); "
+                                "delete the folder to generate it again, or choose another output folder")
+    elif has_images:
+        raise StaleSetError(f"{out_dir} holds images but no record of the settings they were made with; "
+                            "delete the folder to generate it again, or choose another output folder")
+    write_json(path, settings)
+
+
 def generate_set(
     pipe,
     out_dir: str | Path,
@@ -303,7 +362,9 @@ def generate_set(
     Image ``k`` of class ``c`` uses prompt ``prompts[c]``, representative ``z_reps[c][k]`` (if
     given) and seed :func:`sample_seed` ``(seed, c, k)``. Several classes and representatives
     share a forward pass (``batch_size``). Existing images are kept, so an interrupted run
-    resumes image by image; each file is written atomically. ``manifest.json`` (prompt,
+    resumes image by image, but only images made with the same settings (model fingerprint,
+    parameters, prompts, representatives; recorded in ``.settings.json`` before the first
+    image): a folder made otherwise raises :class:`StaleSetError`. Each file is written atomically. ``manifest.json`` (prompt,
     representative index, seed per image, parameters, model id, versions) is written last.
     """
     from tqdm.auto import tqdm
@@ -311,13 +372,22 @@ def generate_set(
     guidance = guidance or GuidanceConfig()
     out_dir = Path(out_dir)
     jobs = [(c, k) for c in range(len(class_ids)) for k in range(ipc)]
-    todo = [(c, k) for c, k in jobs if not (out_dir / class_ids[c] / f"{k:04d}.png").exists()]
     if z_reps is not None:
         for c, z in enumerate(z_reps):
             if len(z) < ipc:
                 raise ValueError(f"class {class_ids[c]}: {len(z)} representatives for ipc={ipc}")
             if not torch.isfinite(torch.as_tensor(np.asarray(z[:ipc], dtype=np.float32))).all():
                 raise ValueError(f"class {class_ids[c]}: representative latents contain NaN or infinite values")
+    parameters = {"gamma": guidance.gamma, "guide_fraction": guidance.guide_fraction,
+                  "variant": guidance.variant, "cfg_scale": cfg_scale, "steps": steps, "seed": seed,
+                  "scheduler": type(pipe.scheduler).__name__, "negative_prompt": negative_prompt,
+                  "refiner_start": refiner_start if refiner is not None else None,
+                  "native_size": list(native_size) if native_size else None, "resize": resize}
+    _check_or_record_settings(out_dir, {
+        "classes": list(class_ids), "prompts": list(prompts), "parameters": parameters,
+        "model": model_fingerprint(pipe), "refiner": model_fingerprint(refiner) if refiner is not None else None,
+        "representatives": _hash_representatives(z_reps, ipc) if z_reps is not None and guidance.gamma > 0 else None})
+    todo = [(c, k) for c, k in jobs if not (out_dir / class_ids[c] / f"{k:04d}.png").exists()]
     t0 = time.perf_counter()
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=method, disable=not progress, unit="img") as bar:
         for i in range(0, len(todo), batch_size):
@@ -337,11 +407,8 @@ def generate_set(
         "ipc": int(ipc),
         "classes": list(class_ids),
         "model_id": model_id,
-        "parameters": {"gamma": guidance.gamma, "guide_fraction": guidance.guide_fraction,
-                       "variant": guidance.variant, "cfg_scale": cfg_scale, "steps": steps, "seed": seed,
-                       "scheduler": type(pipe.scheduler).__name__, "negative_prompt": negative_prompt,
-                       "refiner_start": refiner_start if refiner is not None else None,
-                       "native_size": list(native_size) if native_size else None, "resize": resize},
+        "model_fingerprint": model_fingerprint(pipe),
+        "parameters": parameters,
         "files": [f"{class_ids[c]}/{k:04d}.png" for c, k in jobs],
         "images": [{"class": class_ids[c], "k": k, "prompt": prompts[c], "representative": k if z_reps is not None else None,
                     "seed": sample_seed(seed, c, k)} for c, k in jobs],
@@ -357,6 +424,36 @@ def generate_set(
 # Figures
 # --------------------------------------------------------------------------------------
 @torch.no_grad()
+def save_trajectories(path: str | Path, states: dict[str, GuidanceState], z_rep: torch.Tensor,
+                      meta: dict | None = None) -> Path:
+    """Save recorded runs (``generate(..., record=True)``) and their representatives as one
+    ``.npz``, so the trajectory figures can be redrawn without sampling again."""
+    from .io import atomic_write
+
+    arrays = {"z_rep": torch.as_tensor(z_rep).float().numpy(), "names": np.asarray(list(states)),
+              "meta": np.asarray(json.dumps(meta or {}))}
+    for k, (name, st) in enumerate(states.items()):
+        arrays[f"steps_{k}"] = np.asarray(st.steps)
+        arrays[f"guided_{k}"] = np.asarray(st.guided)
+        arrays[f"x0_before_{k}"] = torch.stack(st.x0_before).numpy()
+        arrays[f"x0_after_{k}"] = torch.stack(st.x0_after).numpy()
+    path = Path(path)
+    with atomic_write(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    return path
+
+
+def load_trajectories(path: str | Path) -> tuple[dict[str, GuidanceState], torch.Tensor, dict]:
+    """Read what :func:`save_trajectories` wrote: ``(states, z_rep, meta)``."""
+    d = np.load(path)
+    states = {}
+    for k, name in enumerate(d["names"].tolist()):
+        states[name] = GuidanceState(record=True, steps=d[f"steps_{k}"].tolist(), guided=d[f"guided_{k}"].tolist(),
+                                     x0_before=list(torch.from_numpy(d[f"x0_before_{k}"])),
+                                     x0_after=list(torch.from_numpy(d[f"x0_after_{k}"])))
+    return states, torch.from_numpy(d["z_rep"]), json.loads(str(d["meta"]))
+
+
 def trajectory_figure(pipe, states: dict[str, GuidanceState], z_rep: torch.Tensor, sample: int = 0,
                       every: int = 3, title: str | None = None):
     """The predicted clean image x0 of one sample over the steps, one row per run (e.g.

@@ -13,6 +13,10 @@ pool      train[0:50000]         only the prior's training
 target    train[50000:60000]     the dataset being distilled
 test      t10k (10,000)          only the final evaluation
 ========  =====================  ==========================================
+
+For choosing settings without touching ``test`` (the guidance scale, say), ``target`` is
+further split into ``target_fit`` (train[50000:58000], distilled while choosing) and
+``target_val`` (train[58000:60000], the held-out images the choice is judged on).
 """
 from __future__ import annotations
 
@@ -53,7 +57,8 @@ FASHION_MNIST_IDS = [
     "tshirt_top", "trouser", "pullover", "dress", "coat",
     "sandal", "shirt", "sneaker", "bag", "ankle_boot",
 ]
-FASHION_MNIST_SPLITS = {"pool": ("train", 0, 50_000), "target": ("train", 50_000, 60_000), "test": ("t10k", 0, 10_000)}
+FASHION_MNIST_SPLITS = {"pool": ("train", 0, 50_000), "target": ("train", 50_000, 60_000), "test": ("t10k", 0, 10_000),
+                        "target_fit": ("train", 50_000, 58_000), "target_val": ("train", 58_000, 60_000)}
 FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "t10k": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -248,14 +253,15 @@ def _fashion_mnist_arrays(directory: str, part: str) -> tuple[np.ndarray, np.nda
 
 
 def load_fashion_mnist(split: str = "target", data_dir: str | os.PathLike | None = None) -> LabeledImages:
-    """Fashion-MNIST ``pool``, ``target``, ``test`` (the embedded world's splits), ``train`` or ``all``."""
+    """Fashion-MNIST ``pool``, ``target``, ``test`` (the embedded world's splits), ``target_fit``
+    and ``target_val`` (``target`` cut for model selection), or ``train``."""
     d = find_fashion_mnist(data_dir)
     if split in FASHION_MNIST_SPLITS:
         part, lo, hi = FASHION_MNIST_SPLITS[split]
     elif split == "train":
         part, lo, hi = "train", 0, 60_000
     else:
-        raise ValueError(f"unknown Fashion-MNIST split {split!r}; use pool, target, test or train")
+        raise ValueError(f"unknown Fashion-MNIST split {split!r}; use pool, target, test, target_fit, target_val or train")
     images, labels = _fashion_mnist_arrays(str(d), part)
     pixels = torch.from_numpy(images[lo:hi].copy())[:, None]
     return LabeledImages(

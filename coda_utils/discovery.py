@@ -44,6 +44,7 @@ __all__ = [
     "run_hdbscan",
     "make_exactly_ipc",
     "discover_class",
+    "load_discovery",
     "discover",
     "umap_2d",
     "plot_class_embedding",
@@ -561,6 +562,31 @@ class Discovery:
         arrays.update({f"embedding_{c}": d.embedding for c, d in zip(self.class_ids, self.per_class) if d.embedding is not None})
         with atomic_write(path.with_suffix(".npz"), "wb") as fh:
             np.savez_compressed(fh, **arrays)
+
+
+def load_discovery(path) -> Discovery:
+    """Read back what :meth:`Discovery.save` wrote (the JSON at ``path`` and the ``.npz`` beside
+    it), so figures and later stages need no recomputation."""
+    from pathlib import Path
+
+    from .io import read_json
+
+    path = Path(path)
+    meta = read_json(path)
+    arrays = np.load(path.with_suffix(".npz"))
+    labels, latents = arrays["labels"], arrays["latents"]
+    class_ids = list(dict.fromkeys(int(c) for c in labels))
+    per_class, positions = [], []
+    for (name, info), c in zip(meta["classes"].items(), class_ids):
+        key = f"embedding_{c}"
+        per_class.append(ClassDiscovery(
+            positions=np.asarray(info["positions"], dtype=np.int64), latents=latents[labels == c],
+            strategies=list(info["strategies"]), cluster_sizes=list(info["cluster_sizes"]), n_found=int(info["clusters_found"]),
+            noise_fraction=float(info["noise_fraction"]), hdbscan_labels=np.asarray(info["hdbscan_labels"]),
+            labels=np.asarray(info["labels"]), embedding=arrays[key] if key in arrays else None, params=info["params"],
+            timings=info["timings_s"], log=list(info["log"])))
+        positions.append(np.asarray(info["dataset_positions"], dtype=np.int64))
+    return Discovery(int(meta["ipc"]), meta["params"], per_class, positions, list(meta["classes"]), class_ids)
 
 
 def discover(cache, ipc: int, n_neighbors: int | None = None, min_cluster_size: int | None = None,

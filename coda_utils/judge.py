@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .datasets import LabeledImages, resize_images
 from .io import atomic_write, read_json, write_json
 
-__all__ = ["Judge", "train_judge", "frechet_distance", "prompt_fidelity", "generate_unguided", "SHIPPED_JUDGE", "to_canvas"]
+__all__ = ["Judge", "train_judge", "frechet_distance", "distances_to", "prompt_fidelity", "generate_unguided", "SHIPPED_JUDGE", "to_canvas"]
 
 SHIPPED_JUDGE = Path(__file__).resolve().parent.parent / "data" / "models" / "fashion-judge"
 CANVAS = 32
@@ -55,7 +55,7 @@ class Judge:
         self.model.eval()
         logits, feats = [], []
         for i in range(0, len(images), batch_size):
-            fmap = self.model.features(self._prep(images[i:i + batch_size]))
+            fmap = self.model.features(self._prep(images[i:i + batch_size].cpu()))
             logits.append(self.model.classifier(fmap.flatten(1)))
             feats.append(fmap.mean(dim=(2, 3)))
         return torch.cat(logits).numpy(), torch.cat(feats).numpy()
@@ -81,8 +81,9 @@ class Judge:
         from safetensors.torch import load_file
 
         from .architectures import ConvNet
+        from .encoding import resolve_model_path
 
-        path = Path(path)
+        path = resolve_model_path(path)  # relative paths also from the repository root (nbval)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"no judge at {path} (config.json missing); train one with coda_utils.judge.train_judge")
         cfg = read_json(path / "config.json")
@@ -144,11 +145,20 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
 
 
+def distances_to(judge: Judge, sets: dict[str, torch.Tensor], reference: torch.Tensor) -> dict[str, float]:
+    """Frechet distance of each image set to ``reference`` (e.g. ``target`` images) in the judge's
+    features. With fewer images than feature dimensions (64) the estimate is biased upward:
+    compare sets of the same size only."""
+    ref = judge.features(reference)
+    return {name: frechet_distance(judge.features(images), ref) for name, images in sets.items()}
+
+
 @torch.no_grad()
 def generate_unguided(pipe, prompts: Sequence[str], seed: int = 0, batch_size: int = 100, steps: int = 25,
                       guidance_scale: float = 5.0, progress: bool = True) -> torch.Tensor:
     """Plain text-to-image samples from a diffusers pipeline, one per prompt, as ``uint8``
-    ``N x C x H x W``. Sample ``i`` uses seed ``seed + i`` whatever the batch size."""
+    ``N x C x H x W`` on the CPU (wherever ``pipe`` runs). Sample ``i`` uses seed ``seed + i``
+    whatever the batch size."""
     from tqdm.auto import tqdm
 
     out = []
@@ -157,7 +167,7 @@ def generate_unguided(pipe, prompts: Sequence[str], seed: int = 0, batch_size: i
         gens = [torch.Generator().manual_seed(seed + i + j) for j in range(len(chunk))]
         img = pipe(chunk, num_inference_steps=steps, guidance_scale=guidance_scale, generator=gens,
                    output_type="pt").images
-        out.append((img.clamp(0, 1) * 255).round().to(torch.uint8))
+        out.append((img.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
     x = torch.cat(out)
     return x[:, :1] if x.shape[1] == 3 and bool((x[:, 0] == x[:, 1]).all()) else x
 

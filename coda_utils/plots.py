@@ -10,7 +10,7 @@ import torch
 
 from .io import atomic_write
 
-__all__ = ["image_grid", "plot_accuracy", "save_figure", "plot_training_curves"]
+__all__ = ["image_grid", "set_comparison_grid", "plot_accuracy", "plot_heatmap", "save_figure", "plot_training_curves"]
 
 
 def save_figure(fig, path: str | Path, dpi: int = 150) -> Path:
@@ -60,6 +60,30 @@ def image_grid(images: torch.Tensor | np.ndarray, rows: int, row_labels: Sequenc
     return fig
 
 
+def set_comparison_grid(columns: dict[str, torch.Tensor], num_classes: int, ipc: int, row_labels: Sequence[str],
+                        shown: int = 5, title: str | None = None):
+    """Several distilled sets side by side: one row per class, the first ``shown`` images of each
+    set (``columns[name]``: ``uint8`` images in class order, ``ipc`` per class)."""
+    shown = min(shown, ipc)
+    grid = torch.cat([torch.stack([columns[k][c * ipc + j] for k in columns for j in range(shown)])
+                      for c in range(num_classes)])
+    return image_grid(grid, rows=num_classes, row_labels=row_labels,
+                      col_labels=[k if j == 0 else "" for k in columns for j in range(shown)], title=title)
+
+
+def plot_heatmap(table, title: str | None = None, fmt: str = ".1f", label: str = "accuracy (%)"):
+    """A 2-D sweep (a pandas pivot table: rows x columns -> value) as an annotated heatmap."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(1.2 + 1.0 * table.shape[1], 1.0 + 0.6 * table.shape[0]))
+    sns.heatmap(table, annot=True, fmt=fmt, cmap="viridis", cbar_kws={"label": label}, ax=ax)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_accuracy(df, title: str | None = None, reference: dict[str, Sequence[float]] | None = None):
     """Test accuracy (final epoch, the headline) per method and IPC: bars of the mean with the
     standard deviation, and every repeat as a dot. ``reference`` adds published numbers
@@ -80,7 +104,7 @@ def plot_accuracy(df, title: str | None = None, reference: dict[str, Sequence[fl
     lo = max(0.0, float(df["acc"].min()) - 15)
     ax.set_ylim(lo, min(100.0, float(df["acc"].max()) + 8))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # outside: never hides a bar
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -74,28 +74,66 @@ def test_guided_samples_end_closer_to_their_representatives(sd):
     assert torch.all(guided < 0.5 * unguided)
 
 
+def test_recorded_trajectories_round_trip(sd, tmp_path):
+    z = torch.randn(2, 4, 8, 8)
+    states = {name: al.generate(sd, ["a bag"] * 2, [1, 2], z, al.GuidanceConfig(gamma=g), 5.0, 4, record=True)[1]
+              for name, g in {"unguided": 0.0, "CoDA": 0.1}.items()}
+    path = al.save_trajectories(tmp_path / "t.npz", states, z, {"class": "bag"})
+    back, z_back, meta = al.load_trajectories(path)
+    assert list(back) == ["unguided", "CoDA"] and meta == {"class": "bag"} and torch.equal(z_back, z)
+    for name in states:
+        assert back[name].steps == states[name].steps and back[name].guided == states[name].guided
+        assert all(torch.equal(a, b) for a, b in zip(back[name].x0_after, states[name].x0_after))
+    assert any(back["CoDA"].guided) and not any(back["unguided"].guided)
+
+
 def test_seeds_do_not_depend_on_batch_size_and_generation_resumes(sd, tmp_path):
     z = [np.random.default_rng(c).normal(size=(3, 4, 8, 8)).astype(np.float32) for c in range(2)]
     kw = dict(class_ids=["bag", "coat"], prompts=["a bag", "a coat"], ipc=3, z_reps=z, steps=4, progress=False,
               native_size=(28, 28), resize="pad")
-    a = al.generate_set(sd, tmp_path / "a", batch_size=1, **kw)
-    b = al.generate_set(sd, tmp_path / "b", batch_size=5, **kw)
-    for f in sorted((tmp_path / "a").rglob("*.png")):
-        assert f.read_bytes() == (b / f.relative_to(a)).read_bytes()
     from PIL import Image
 
-    assert np.asarray(Image.open(a / "bag" / "0000.png")).shape == (28, 28)
+    def pixels(path):
+        return np.asarray(Image.open(path), dtype=np.int16)
+
+    a = al.generate_set(sd, tmp_path / "a", batch_size=1, **kw)
+    b = al.generate_set(sd, tmp_path / "b", batch_size=5, **kw)
+    # the same images whatever the batch size: CPU kernels may round a batch of 5 differently
+    # from a batch of 1 in the last bit, so at most one grey level of difference is allowed
+    # (another seed gives a completely different image)
+    for f in sorted((tmp_path / "a").rglob("*.png")):
+        assert np.abs(pixels(f) - pixels(b / f.relative_to(a))).max() <= 1
+    assert np.abs(pixels(a / "bag" / "0000.png") - pixels(a / "bag" / "0001.png")).mean() > 5
+    assert pixels(a / "bag" / "0000.png").shape == (28, 28)
     assert al.sample_seed(0, 1, 2) == al.sample_seed(0, 1, 2) != al.sample_seed(0, 2, 1)
     # an interrupted run resumes: only the missing image is generated again
     keep = (a / "coat" / "0001.png").stat().st_mtime_ns
     (a / "bag" / "0002.png").unlink()
     al.generate_set(sd, a, batch_size=2, **kw)
-    assert (a / "bag" / "0002.png").read_bytes() == (b / "bag" / "0002.png").read_bytes()
+    assert np.abs(pixels(a / "bag" / "0002.png") - pixels(b / "bag" / "0002.png")).max() <= 1
     assert (a / "coat" / "0001.png").stat().st_mtime_ns == keep
     import json
 
     m = json.loads((a / "manifest.json").read_text())
     assert m["images"][4]["prompt"] == "a coat" and m["parameters"]["gamma"] == 0.05 and len(m["files"]) == 6
+
+
+def test_a_set_made_with_other_settings_or_another_model_is_refused(sd, tmp_path):
+    z = [np.zeros((2, 4, 8, 8), np.float32)]
+    kw = dict(class_ids=["bag"], prompts=["a bag"], ipc=2, z_reps=z, steps=3, progress=False)
+    out = al.generate_set(sd, tmp_path / "s", **kw)
+    al.generate_set(sd, out, **kw)  # same settings: resumes (nothing to do)
+    with pytest.raises(al.StaleSetError, match="gamma|parameters"):
+        al.generate_set(sd, out, guidance=al.GuidanceConfig(gamma=0.3), **kw)
+    other = tiny_sd_pipeline(tmp_path / "other", seed=1)
+    assert al.model_fingerprint(other) != al.model_fingerprint(sd)
+    with pytest.raises(al.StaleSetError, match="model"):
+        al.generate_set(other, out, **kw)
+    legacy = tmp_path / "legacy" / "bag"
+    legacy.mkdir(parents=True)
+    (out / "bag" / "0000.png").rename(legacy / "0000.png")
+    with pytest.raises(al.StaleSetError, match="no record"):
+        al.generate_set(sd, legacy.parent, **kw)
 
 
 def test_nan_representatives_are_refused(sd, tmp_path):

@@ -21,6 +21,14 @@ def test_fashion_mnist_split_sizes_and_disjointness():
     assert target.prompts[0] == "T-shirt/top" and target.prompts[9] == "Ankle boot"
 
 
+def test_model_selection_splits_partition_target():
+    target, fit, val = (ds.load_fashion_mnist(s) for s in ("target", "target_fit", "target_val"))
+    assert (len(fit), len(val)) == (8_000, 2_000)
+    assert set(fit.source_indices).isdisjoint(val.source_indices)
+    assert np.array_equal(np.concatenate([fit.source_indices, val.source_indices]), target.source_indices)
+    assert val.counts().min() > 150  # every class is represented in the held-out part
+
+
 def test_fashion_mnist_missing_names_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setattr(ds, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(ds, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")

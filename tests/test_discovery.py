@@ -227,6 +227,12 @@ def test_discover_all_classes_and_export(cache, tmp_path):
     saved = np.load(tmp_path / "d.npz")
     assert np.array_equal(saved["positions"], pos) and saved["embedding_0"].shape == (60, 50)
     assert json.loads((tmp_path / "d.json").read_text())["classes"]["Pullover"]["dataset_positions"] == pos[8:].tolist()
+    back = discovery.load_discovery(tmp_path / "d.json")  # what figures and later stages read
+    assert np.array_equal(back.positions, pos) and np.array_equal(back.latents, disc.latents)
+    assert back.class_names == disc.class_names and back.params == disc.params
+    assert back.per_class[1].strategies == disc.per_class[1].strategies
+    assert np.array_equal(back.per_class[2].labels, disc.per_class[2].labels)
+    assert np.array_equal(back.per_class[0].embedding, disc.per_class[0].embedding)
     out = baselines.export_selection(data, pos, tmp_path / "r", "coda_r", 4, disc.manifest())
     manifest = json.loads((out / "manifest.json").read_text())
     per_class = manifest["discovery"]["per_class"]

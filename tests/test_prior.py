@@ -51,7 +51,7 @@ def test_tiny_training_resumes_and_refuses_stale_checkpoints(tmp_path, small_poo
     # a second run finds every stage finished and trains nothing more
     again = prior.train_prior(cfg, out, work_dir=tmp_path / "work", pool=small_pool, progress=False)
     assert again["unet_seconds"] == report["unet_seconds"] and again["vae_log"] == report["vae_log"]
-    other = prior.PriorConfig(**{**TINY, "unet_steps": 5})
+    other = prior.PriorConfig(**{**TINY, "unet_lr": 1e-4})
     with pytest.raises(prior.StaleCheckpointError, match="other settings"):
         prior.train_prior(other, out, work_dir=tmp_path / "work", pool=small_pool, progress=False)
     # the tokenizer is made once per work directory: a resumed run uses the same token ids
@@ -59,6 +59,25 @@ def test_tiny_training_resumes_and_refuses_stale_checkpoints(tmp_path, small_poo
     pipe = prior.load_prior(out)
     images = pipe(["a bag"], num_inference_steps=3, guidance_scale=5.0, output_type="np").images
     assert images.shape == (1, 32, 32, 1)
+
+
+def test_stage_fingerprints_depend_only_on_what_each_stage_uses(tmp_path, small_pool):
+    base, more_unet = prior.PriorConfig(**TINY), prior.PriorConfig(**{**TINY, "unet_steps": 9})
+    assert prior._stage_fingerprint(base, "decoder") == prior._stage_fingerprint(more_unet, "decoder")
+    assert prior._stage_fingerprint(base, "unet") != prior._stage_fingerprint(more_unet, "unet")
+    assert prior._stage_fingerprint(base, "vae") != prior._stage_fingerprint(prior.PriorConfig(**{**TINY, "vae_lr": 1e-4}), "vae")
+    # other UNet settings need the UNet retrained (its checkpoint is refused, then deleted), but
+    # the finished VAE, latents and decoder checkpoints are reused
+    work = tmp_path / "work"
+    first = prior.train_prior(base, tmp_path / "a", work_dir=work, pool=small_pool, progress=False)
+    with pytest.raises(prior.StaleCheckpointError):
+        prior.train_prior(more_unet, tmp_path / "b", work_dir=work, pool=small_pool, progress=False)
+    (work / "checkpoints" / "unet.pt").unlink()
+    second = prior.train_prior(more_unet, tmp_path / "b", work_dir=work, pool=small_pool, progress=False)
+    assert second["decoder_log"] == first["decoder_log"] and second["vae_log"] == first["vae_log"]
+    assert len(second["unet_log"]) >= len(first["unet_log"]) and second["trained_on"]["unet"] == "cpu"
+    latents = torch.load(work / "checkpoints" / "pool_latents.pt", weights_only=False)
+    assert second["scaling_factor"] == latents["scaling_factor"] == float(f"{latents['scaling_factor']:.4g}")
 
 
 def test_tokenizer_is_copied_from_tokenizer_dir(tmp_path):

@@ -1,0 +1,47 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from coda_utils import ablations, discovery
+from coda_utils.datasets import load_fashion_mnist
+from coda_utils.encoding import limit_dataset
+
+
+@pytest.fixture(scope="module")
+def fit_val():
+    return (limit_dataset(load_fashion_mnist("target_fit"), class_limit=2, per_class_limit=40),
+            limit_dataset(load_fashion_mnist("target_val"), class_limit=2, per_class_limit=30))
+
+
+def test_pixel_features_behave_like_a_latent_cache(fit_val):
+    fit, _ = fit_val
+    px = ablations.PixelFeatures(fit)
+    assert px.num_classes == 2 and px.counts == [40, 40] and px.class_names[:2] == fit.class_names[:2]
+    assert px.latents(1).shape == (40, 1, 28, 28) and 0 <= px.latents(1).min() and px.latents(1).max() <= 1
+    disc = discovery.discover(px, 3, progress=False)
+    assert len(np.unique(disc.positions)) == 6 and set(fit.labels[disc.positions]) == {0, 1}
+
+
+def test_runner_points_are_judged_on_val_resume_and_collect(fit_val, tmp_path):
+    fit, val = fit_val
+    runner = ablations.AblationRunner(
+        fit, val, ablations.PixelFeatures(fit), tmp_path, "unused", epochs=1, repeats=1, progress=False,
+        defaults=dict(ipc=2, gamma=0.05, guide_fraction=0.9, n_neighbors=None, min_cluster_size=None, min_samples=3,
+                      features="vae", steps=2, cfg_scale=5.0))
+    with pytest.raises(ValueError, match="unknown sweep"):
+        runner.run("colour")
+    a = runner.run("discovery", n_neighbors=5, min_cluster_size=4)
+    b = runner.run("discovery", n_neighbors=5, min_cluster_size=6)
+    again = runner.run("discovery", n_neighbors=5, min_cluster_size=4)  # resumed from its results.csv
+    assert again["acc"] == a["acc"] and 0 <= a["acc"] <= 100
+    point = tmp_path / "discovery" / "n_neighbors5_min_cluster_size4"
+    assert (point / "point.json").is_file() and (point / "set" / "manifest.json").is_file()
+    assert pd.read_csv(point / "results.csv").shape[0] == 1
+    points = ablations.collect(tmp_path)
+    assert len(points) == 2 and set(points.min_cluster_size) == {4, 6}
+    table = ablations.sweep_table(points)
+    assert table.shape == (2, 1) and list(table.index) == [4, 6] and table.loc[6, 5] == pytest.approx(b["acc"])
+    one_d = ablations.sweep_table(pd.DataFrame([{"sweep": "gamma", "gamma": g, "acc": 50.0 + g} for g in (0.0, 0.1)]))
+    assert one_d.shape == (1, 2)
+    assert set(ablations.sweep_figures(points, tmp_path / "fig")) == {"discovery"}
+    assert (tmp_path / "fig" / "ablation_discovery.png").is_file()
