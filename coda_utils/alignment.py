@@ -291,16 +291,15 @@ def model_fingerprint(pipe) -> str:
     fingerprint; hashing reads a few KB per tensor, so it is cheap even for SDXL."""
     import hashlib
 
+    from .encoding import _config_dict
+
     h = hashlib.sha256()
     for name in ("unet", "text_encoder", "text_encoder_2"):
         module = getattr(pipe, name, None)
         if module is None:
             continue
         h.update(name.encode())
-        cfg = getattr(module, "config", {})
-        cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-        cfg = {k: v for k, v in cfg.items() if not k.startswith("_") and k != "transformers_version"}  # not versions, paths
-        h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+        h.update(json.dumps(_config_dict(module), sort_keys=True, default=str).encode())
         for pname, p in module.state_dict().items():
             h.update(f"{pname}{tuple(p.shape)}".encode())
             h.update(p.detach().flatten()[:256].float().cpu().numpy().tobytes())

@@ -139,9 +139,11 @@ def resolve_model_path(model: str | os.PathLike) -> Path:
     return q if q.exists() else p
 
 
-def _config_dict(vae) -> dict:
-    cfg = dict(vae.config)
-    return {k: v for k, v in cfg.items() if not k.startswith("_")}
+def _config_dict(module) -> dict:
+    """A diffusers or transformers model's config without library versions and paths."""
+    cfg = module.config
+    cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    return {k: v for k, v in cfg.items() if not k.startswith("_") and k != "transformers_version"}
 
 
 def vae_fingerprint(vae) -> dict:

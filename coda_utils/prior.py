@@ -448,16 +448,23 @@ def train_vae(cfg: PriorConfig, pool: torch.Tensor, work: Path, progress: bool =
     return vae, log, seconds
 
 
+def _rounded_scaling_factor(means: torch.Tensor) -> float:
+    return float(f"{1.0 / means.float().std():.4g}")
+
+
 @torch.no_grad()
 def encode_pool_latents(cfg: PriorConfig, vae, pool: torch.Tensor, labels: np.ndarray, work: Path,
                         progress: bool = True) -> dict[str, torch.Tensor]:
-    # (runs where ``vae`` is; the results are kept on the CPU)
     """Encode ``latent_passes`` web-transformed passes over the pool once (posterior mean and
-    std, unscaled); the UNet then trains on this cache instead of running the VAE each step."""
+    std, unscaled; where ``vae`` is, kept on the CPU); the UNet then trains on this cache instead
+    of running the VAE each step. Also holds the VAE's ``scaling_factor``: SD's convention of
+    unit-variance latents, rounded (as SD's 0.18215) and stored, since its last digit can differ
+    between devices."""
     path = work / "checkpoints" / "pool_latents.pt"
     fp = _stage_fingerprint(cfg, "latents")
     cached = _load_checkpoint(path, fp)
     if cached is not None:
+        cached.setdefault("scaling_factor", _rounded_scaling_factor(cached["mean"]))  # caches made before it was stored
         return cached
     from tqdm.auto import tqdm
 
@@ -475,9 +482,7 @@ def encode_pool_latents(cfg: PriorConfig, vae, pool: torch.Tensor, labels: np.nd
                 bar.update(len(x))
     out = {"fingerprint": fp, "mean": torch.cat(means), "std": torch.cat(stds),
            "labels": torch.cat(labs), "inverted": torch.cat(invs)}
-    # SD's convention: latents scaled to unit variance, the factor rounded (as SD's 0.18215);
-    # stored with the latents, since the last digit can differ between devices
-    out["scaling_factor"] = float(f"{1.0 / out['mean'].float().std():.4g}")
+    out["scaling_factor"] = _rounded_scaling_factor(out["mean"])
     _save_checkpoint(path, out)
     return out
 
@@ -557,10 +562,9 @@ def train_unet(cfg: PriorConfig, latents: dict, scaling_factor: float, tokenizer
 
 
 def finetune_decoder(cfg: PriorConfig, vae, pool: torch.Tensor, work: Path, progress: bool = True):
-    # (runs where ``vae`` is)
     """Fine-tune the VAE decoder alone on web-transformed pool images, decoding posterior means
     (as Stable Diffusion's ft-MSE VAE): sharper reconstructions, same encoder, same latents, so
-    the UNet trained on them stays valid."""
+    the UNet trained on them stays valid. Runs where ``vae`` is."""
     params = list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
     vae.requires_grad_(False)
     for p in params:
@@ -591,12 +595,12 @@ def prepare_tokenizer(work: Path, cfg: PriorConfig, tokenizer_dir: str | Path | 
     """
     from transformers import CLIPTokenizer
 
+    from .encoding import resolve_model_path
+
     dest = work / "tokenizer"
     if not (dest / "tokenizer_config.json").is_file():
         if tokenizer_dir is not None:
-            src = Path(tokenizer_dir)
-            if not src.is_absolute() and not src.exists():
-                src = SHIPPED_PRIOR.parent.parent.parent / src
+            src = resolve_model_path(tokenizer_dir)  # relative paths also from the repository root
             if not (src / "tokenizer_config.json").is_file():
                 raise FileNotFoundError(f"tokenizer_dir {tokenizer_dir} holds no tokenizer (tokenizer_config.json)")
             CLIPTokenizer.from_pretrained(src).save_pretrained(dest)
@@ -634,7 +638,7 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, work_dir: str | Path | No
 
     vae, vae_log, vae_seconds = train_vae(cfg, pool_px, work, progress, device)
     latents = encode_pool_latents(cfg, vae, pool_px, pool.labels, work, progress)
-    scaling = latents.get("scaling_factor") or float(f"{1.0 / latents['mean'].float().std():.4g}")
+    scaling = latents["scaling_factor"]
     vae.register_to_config(scaling_factor=scaling)
     unet, text_encoder, unet_log, unet_seconds = train_unet(cfg, latents, scaling, tokenizer, work, progress, device)
     vae, decoder_log, decoder_seconds = finetune_decoder(cfg, vae, pool_px, work, progress)
