@@ -76,8 +76,9 @@ def plot_heatmap(table, title: str | None = None, fmt: str = ".1f", label: str =
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, ax = plt.subplots(figsize=(1.2 + 1.0 * table.shape[1], 1.0 + 0.6 * table.shape[0]))
+    fig, ax = plt.subplots(figsize=(2.0 + 1.0 * table.shape[1], 1.6 + 0.6 * table.shape[0]))
     sns.heatmap(table, annot=True, fmt=fmt, cmap="viridis", cbar_kws={"label": label}, ax=ax)
+    ax.tick_params(axis="y", rotation=0)  # row labels readable, also for a one-row (1-D) sweep
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
