@@ -8,7 +8,8 @@ guidance scale, say) without touching the test split. A point's folder
 :func:`collect` gathers all points into one table for the figures.
 
 Sweeps (:data:`SWEEPS`): discovery (n_neighbors x min_cluster_size), gamma, guide_fraction,
-ipc, and the discovery feature space (VAE latents vs raw pixels). All points of one process
+the guidance variant (reference vs normalized pull, x gamma), ipc, and the discovery feature
+space (VAE latents vs raw pixels). All points of one process
 share one numba compile of umap-learn and one UMAP per (class, n_neighbors, feature space).
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ SWEEPS: dict[str, tuple[str, str | None]] = {
     "discovery": ("min_cluster_size", "n_neighbors"),
     "gamma": ("gamma", None),
     "guide_fraction": ("guide_fraction", None),
+    "variant": ("variant", "gamma"),
     "ipc": ("ipc", None),
     "features": ("features", None),
 }
@@ -78,7 +80,7 @@ class AblationRunner:
         out_dir: where the point folders go.
         model: the text-to-image model (loaded on the first generation point).
         defaults: the reference settings every point starts from (ipc, gamma, guide_fraction,
-            n_neighbors, min_cluster_size, min_samples, features, steps, cfg_scale).
+            n_neighbors, min_cluster_size, min_samples, features, variant, steps, cfg_scale).
         epochs, repeats: the evaluation (ConvNet-3, ``dc`` protocol, ``epochs`` shortened).
     """
 
@@ -121,10 +123,11 @@ class AblationRunner:
         point = Path(self.out_dir) / sweep / _key(values)
         t0 = time.perf_counter()
         disc = self.discovery(p["ipc"], p["n_neighbors"], p["min_cluster_size"], p["min_samples"], p["features"])
-        if sweep in ("gamma", "guide_fraction"):
+        if sweep in ("gamma", "guide_fraction", "variant"):
             k = p["ipc"]
             z_reps = [disc.latents[c * k:(c + 1) * k] for c in range(self.fit.num_classes)]
-            guidance = alignment.GuidanceConfig(gamma=p["gamma"], guide_fraction=p["guide_fraction"])
+            guidance = alignment.GuidanceConfig(gamma=p["gamma"], guide_fraction=p["guide_fraction"],
+                                                variant=p.get("variant", "reference"))
             set_dir = alignment.generate_set(
                 self.pipe(), point / "set", self.fit.classes, self.fit.prompts, p["ipc"], z_reps=z_reps if p["gamma"] else None,
                 guidance=guidance, cfg_scale=p["cfg_scale"], steps=p["steps"], seed=self.seed, batch_size=50,

@@ -38,7 +38,7 @@ def small_parameters(out: Path) -> dict[str, dict]:
                                   run_dir=str(out / "runs" / "discovery"), figures_dir=str(out / "figures"),
                                   progress=False),
         "05_ablations.ipynb": dict(ipc=2, class_limit=3, per_class_limit=60, n_neighbors_grid=[6], min_cluster_size_grid=[5, 8],
-                                   gamma_grid=[0.0, 0.1], guide_fraction_grid=[0.5], ipc_grid=[1], features_grid=["pixels"],
+                                   gamma_grid=[0.0, 0.1], guide_fraction_grid=[0.5], variant_gamma_grid=[0.1], ipc_grid=[1], features_grid=["pixels"],
                                    steps=3, epochs=2, out_dir=str(out / "runs" / "ablations"), figures_dir=str(out / "figures"),
                                    progress=False),
         # 06 redraws what 02-05 saved above

@@ -43,5 +43,9 @@ def test_runner_points_are_judged_on_val_resume_and_collect(fit_val, tmp_path):
     assert table.shape == (2, 1) and list(table.index) == [4, 6] and table.loc[6, 5] == pytest.approx(b["acc"])
     one_d = ablations.sweep_table(pd.DataFrame([{"sweep": "gamma", "gamma": g, "acc": 50.0 + g} for g in (0.0, 0.1)]))
     assert one_d.shape == (1, 2)
+    variant = ablations.sweep_table(pd.DataFrame([{"sweep": "variant", "variant": v, "gamma": g, "acc": a}
+                                                  for v, g, a in [("reference", 0.5, 70.0), ("reference", 1.0, 71.0),
+                                                                  ("normalized", 0.5, 60.0)]]))
+    assert variant.loc["reference", 1.0] == 71.0 and np.isnan(variant.loc["normalized", 1.0])
     assert set(ablations.sweep_figures(points, tmp_path / "fig")) == {"discovery"}
     assert (tmp_path / "fig" / "ablation_discovery.png").is_file()
