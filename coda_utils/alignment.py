@@ -26,6 +26,7 @@ prior). Epsilon- and v-prediction models are both handled through ``x0``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import time
@@ -36,7 +37,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .io import package_versions, save_image, write_json
+from .io import atomic_write, package_versions, read_json, save_image, write_json
 
 __all__ = [
     "GuidanceConfig",
@@ -289,8 +290,6 @@ def model_fingerprint(pipe) -> str:
     """A short hash of a pipeline's UNet (and text encoders): config, parameter names and
     shapes, and the first values of every parameter. Retrained or other weights give another
     fingerprint; hashing reads a few KB per tensor, so it is cheap even for SDXL."""
-    import hashlib
-
     from .encoding import _config_dict
 
     h = hashlib.sha256()
@@ -307,8 +306,6 @@ def model_fingerprint(pipe) -> str:
 
 
 def _hash_representatives(z_reps, ipc: int) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     for z in z_reps:
         h.update(np.ascontiguousarray(np.asarray(z[:ipc], dtype=np.float32)).tobytes())
@@ -318,8 +315,6 @@ def _hash_representatives(z_reps, ipc: int) -> str:
 def _check_or_record_settings(out_dir: Path, settings: dict) -> None:
     """Resume only what these very settings made: ``out_dir/.settings.json`` is written before
     the first image; images found with other (or no) recorded settings are refused."""
-    from .io import read_json
-
     path = out_dir / ".settings.json"
     has_images = out_dir.is_dir() and any(out_dir.rglob("*.png"))
     if path.is_file():
@@ -382,9 +377,10 @@ def generate_set(
                   "scheduler": type(pipe.scheduler).__name__, "negative_prompt": negative_prompt,
                   "refiner_start": refiner_start if refiner is not None else None,
                   "native_size": list(native_size) if native_size else None, "resize": resize}
+    fingerprint = model_fingerprint(pipe)
     _check_or_record_settings(out_dir, {
         "classes": list(class_ids), "prompts": list(prompts), "parameters": parameters,
-        "model": model_fingerprint(pipe), "refiner": model_fingerprint(refiner) if refiner is not None else None,
+        "model": fingerprint, "refiner": model_fingerprint(refiner) if refiner is not None else None,
         "representatives": _hash_representatives(z_reps, ipc) if z_reps is not None and guidance.gamma > 0 else None})
     todo = [(c, k) for c, k in jobs if not (out_dir / class_ids[c] / f"{k:04d}.png").exists()]
     t0 = time.perf_counter()
@@ -406,7 +402,7 @@ def generate_set(
         "ipc": int(ipc),
         "classes": list(class_ids),
         "model_id": model_id,
-        "model_fingerprint": model_fingerprint(pipe),
+        "model_fingerprint": fingerprint,
         "parameters": parameters,
         "files": [f"{class_ids[c]}/{k:04d}.png" for c, k in jobs],
         "images": [{"class": class_ids[c], "k": k, "prompt": prompts[c], "representative": k if z_reps is not None else None,
@@ -422,13 +418,10 @@ def generate_set(
 # --------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------
-@torch.no_grad()
 def save_trajectories(path: str | Path, states: dict[str, GuidanceState], z_rep: torch.Tensor,
                       meta: dict | None = None) -> Path:
     """Save recorded runs (``generate(..., record=True)``) and their representatives as one
     ``.npz``, so the trajectory figures can be redrawn without sampling again."""
-    from .io import atomic_write
-
     arrays = {"z_rep": torch.as_tensor(z_rep).float().numpy(), "names": np.asarray(list(states)),
               "meta": np.asarray(json.dumps(meta or {}))}
     for k, (name, st) in enumerate(states.items()):
@@ -453,6 +446,7 @@ def load_trajectories(path: str | Path) -> tuple[dict[str, GuidanceState], torch
     return states, torch.from_numpy(d["z_rep"]), json.loads(str(d["meta"]))
 
 
+@torch.no_grad()
 def trajectory_figure(pipe, states: dict[str, GuidanceState], z_rep: torch.Tensor, sample: int = 0,
                       every: int = 3, title: str | None = None):
     """The predicted clean image x0 of one sample over the steps, one row per run (e.g.
