@@ -1,39 +1,74 @@
 # The two commands of the README:
 #   make study   - the CoDA study on the embedded world (Fashion-MNIST + the shipped tiny prior)
 #   make test    - unit tests, a small end-to-end run, and nbval over the notebooks
-# Both create .venv on first use and install the project; later calls install nothing.
+# Both create .venv on first use and install the locked environment (requirements.lock, exact
+# versions with hashes); later calls install nothing until pyproject.toml or the lock change.
 
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+LOCK := requirements.lock
 STAMP := $(VENV)/.coda-installed
+# `make study`: IPC 10, 5 selection seeds x 1 network per method, the DC protocol shortened to
+# STUDY_EPOCHS so that the whole study fits in 20 minutes on 2 CPU cores (README: why that length).
+# `make full`: the full protocol (300 epochs) at IPC 1, 10 and 50 with the same seeds.
 RUN ?= study
-RUN_DIR := runs/$(RUN)
-IPC ?= 10
-REPEATS ?= 2
-EPOCHS ?= 200
+FULL_RUN ?= full
+IPCS ?= 10
+SEEDS ?= 0 1 2 3 4
+REPEATS ?= 1
+STUDY_EPOCHS ?= 150
+EPOCHS ?= $(STUDY_EPOCHS)
+PRECISION ?= auto
 JOBS ?= 2
+# Every stage of a run has THREADS threads: JOBS processes share the cores, and a process with
+# two OpenMP threads on a core that another process keeps busy runs tens of times slower.
+THREADS ?= 1
+THREAD_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS) NUMBA_NUM_THREADS=$(THREADS)
 DEVICE ?= cpu
-METHODS ?= random_real coda_r kmeans herding unguided text_prompt coda_g
+REAL_METHODS ?= coda_r kmeans herding
+GEN_METHODS ?= unguided text_prompt coda_g
+RUN_DIR := runs/$(RUN)
+# figures/ and results/ are the shipped ones: only `make study` and `make full` write them
+FIGURES ?= $(RUN_DIR)/figures
 PM := $(PY) -m papermill --log-output --progress-bar
+comma := ,
+empty :=
+space := $(empty) $(empty)
+SEEDS_YAML := [$(subst $(space),$(comma)$(space),$(strip $(SEEDS)))]
 
-.PHONY: study test unit nbval prior data bench check-cuda clean-venv help
+.PHONY: study full run publish readme test unit nbval prior data bench check-cuda lock clean-venv help
 
 help:
-	@echo "make study   run the study on the embedded world (results in $(RUN_DIR)/, figures in figures/)"
-	@echo "make test    run the unit tests and nbval over the notebooks"
+	@echo "make study   the study on the embedded world: IPC 10, 5 selection seeds, every method ($(RUN_DIR)/, results/study.csv, README tables)"
+	@echo "make full    the full protocol (dc, 300 epochs) at IPC 1, 10 and 50, 5 selection seeds (hours on a CPU)"
+	@echo "make test    unit tests and nbval over the notebooks"
+	@echo "make readme  rewrite the README's generated tables from results/*.csv"
+	@echo "make lock    re-resolve requirements.lock (exact versions, hashes) and environment.yml"
 	@echo "make prior   retrain the embedded prior (about 90 min on 2 cores; DEVICE=cuda: minutes)"
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make check-cuda   a one-minute check of the CUDA code paths (on a GPU machine)"
-	@echo "study options: IPC=10 REPEATS=2 EPOCHS=200 JOBS=2 RUN=study REDO=1 (rerun finished stages)"
+	@echo "make run     any run: RUN=name IPCS='10' SEEDS='0 1 2 3 4' REPEATS=1 EPOCHS=150 PRECISION=auto JOBS=2 REDO=1"
+	@echo "             (make study RUN=other: the study into runs/other, nothing published)"
 
-$(STAMP): pyproject.toml environment.yml
+# The environment: exact versions and hashes from the lock (torch: the CPU wheel of the machine's
+# wheel directory, never a CUDA build), then the project itself without dependencies.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@# torch first and pinned, so that no other package pulls a multi-GB CUDA build
-	$(PY) -m pip install -q --disable-pip-version-check "torch==2.13.0"
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m coda_utils.environment --check-installed
 	@touch $(STAMP)
+
+# Re-resolve the lock from pyproject.toml with pip-tools (in its own throw-away venv), then pin
+# environment.yml to the same versions. Run after changing a dependency; commit both files.
+lock:
+	@test -x build/lock-venv/bin/pip-compile || { $(PYTHON) -m venv build/lock-venv && \
+	    build/lock-venv/bin/pip install -q --disable-pip-version-check "pip-tools==7.6.2"; }
+	build/lock-venv/bin/pip-compile -q --generate-hashes --allow-unsafe --extra test --strip-extras \
+	    --no-emit-index-url --output-file $(LOCK) pyproject.toml
+	$(PYTHON) -m coda_utils.environment --write-environment-yml
 
 data: $(STAMP)
 	@$(PY) -c "from coda_utils.datasets import find_fashion_mnist; find_fashion_mnist()" 2>/dev/null \
@@ -43,40 +78,74 @@ data: $(STAMP)
 	     fi; \
 	     $(PY) -c "from coda_utils.datasets import find_fashion_mnist; print('Fashion-MNIST:', find_fashion_mnist())"; }
 
-# The study: 01 encode -> 02 discover -> 03 generate -> 04 evaluate (one run per method, JOBS at a
-# time) -> 06 figures. Each stage's executed notebook is its "done" mark: a second call skips
-# finished stages; `make study REDO=1` runs every stage again (a stage resumes what it can).
-STAGES := $(RUN_DIR)/01_encode.ipynb $(RUN_DIR)/02_discover_ipc$(IPC).ipynb $(RUN_DIR)/03_generate_ipc$(IPC).ipynb
-EVALS := $(foreach m,$(METHODS),$(RUN_DIR)/eval/$(m)_ipc$(IPC)/04_evaluate.ipynb)
+# --------------------------------------------------------------------------------------------
+# A run: 01 encode -> 02 discover (every seed) -> 03 generate (every seed) -> 04 evaluate (one
+# notebook per method and IPC, all seeds, JOBS at a time on one thread each) -> 06 figures.
+# Evaluations of real selections start as soon as their sets exist (random real at once, R,
+# k-means and herding after 02), so the second core works while 02 and 03 run. Each stage's
+# executed notebook is its "done" mark: a second call skips finished stages; REDO=1 runs every
+# stage again (each resumes what it can: caches, images, finished networks).
+# --------------------------------------------------------------------------------------------
 # papermill into a temporary name, renamed when the notebook finished: a failed stage is redone
 define papermill
 	@mkdir -p $(dir $(2))
 	$(PM) $(1) $(2).part.ipynb $(3) && mv $(2).part.ipynb $(2)
 endef
 
-study: data
-	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory -j$(JOBS) $(if $(REDO),-B) $(RUN_DIR)/06_figures.ipynb && \
-	echo "make study: $(RUN_DIR) done in $$(( $$(date +%s) - start )) s; results in $(RUN_DIR)/results.md"
+EVAL_ARGS = -p ipc $(2) -y "selection_seeds: $(SEEDS_YAML)" -p repeats $(REPEATS) -p epochs $(EPOCHS) \
+    -p precision $(PRECISION) -p run_dir $(RUN_DIR) -p threads $(THREADS) -p device $(DEVICE) -p progress False
+
+define ipc_rules
+$(RUN_DIR)/02_discover_ipc$(1).ipynb: $(RUN_DIR)/01_encode.ipynb
+	$$(call papermill,notebooks/02_discover.ipynb,$$@,-p ipc $(1) -y "selection_seeds: $$(SEEDS_YAML)" -p run_dir $(RUN_DIR) -p figures_dir $(FIGURES) -p progress False)
+
+$(RUN_DIR)/03_generate_ipc$(1).ipynb: $(RUN_DIR)/02_discover_ipc$(1).ipynb
+	$$(call papermill,notebooks/03_generate.ipynb,$$@,-p ipc $(1) -y "selection_seeds: $$(SEEDS_YAML)" -p run_dir $(RUN_DIR) -p figures_dir $(FIGURES) -p threads $(THREADS) -p progress False)
+
+$(foreach m,$(REAL_METHODS),$(RUN_DIR)/eval/$(m)_ipc$(1)/04_evaluate.ipynb): $(RUN_DIR)/02_discover_ipc$(1).ipynb
+$(foreach m,$(GEN_METHODS),$(RUN_DIR)/eval/$(m)_ipc$(1)/04_evaluate.ipynb): $(RUN_DIR)/03_generate_ipc$(1).ipynb
+
+$(RUN_DIR)/eval/%_ipc$(1)/04_evaluate.ipynb:
+	$$(call papermill,notebooks/04_evaluate.ipynb,$$@,-p method $$* $$(call EVAL_ARGS,$$*,$(1)))
+endef
+$(foreach i,$(IPCS),$(eval $(call ipc_rules,$(i))))
+
+EVALS := $(foreach i,$(IPCS),$(foreach m,random_real $(REAL_METHODS) $(GEN_METHODS),$(RUN_DIR)/eval/$(m)_ipc$(i)/04_evaluate.ipynb))
 
 $(RUN_DIR)/01_encode.ipynb:
-	$(call papermill,notebooks/01_encode.ipynb,$@,-p run_dir $(RUN_DIR))
-
-$(RUN_DIR)/02_discover_ipc$(IPC).ipynb: $(RUN_DIR)/01_encode.ipynb
-	$(call papermill,notebooks/02_discover.ipynb,$@,-p ipc $(IPC) -p run_dir $(RUN_DIR))
-
-$(RUN_DIR)/03_generate_ipc$(IPC).ipynb: $(RUN_DIR)/02_discover_ipc$(IPC).ipynb
-	$(call papermill,notebooks/03_generate.ipynb,$@,-p ipc $(IPC) -p run_dir $(RUN_DIR))
-
-# one evaluation per method, on one thread each so that JOBS of them share the cores
-$(RUN_DIR)/eval/%_ipc$(IPC)/04_evaluate.ipynb: $(RUN_DIR)/03_generate_ipc$(IPC).ipynb
-	$(call papermill,notebooks/04_evaluate.ipynb,$@,-p distilled $(if $(filter random_real,$*),random_real,$(RUN_DIR)/sets/$*_ipc$(IPC)) \
-	    -p method $* -p ipc $(IPC) -p repeats $(REPEATS) -p epochs $(EPOCHS) -p run_dir $(dir $@) \
-	    -p figures_dir $(dir $@) -p threads 1)
+	$(call papermill,notebooks/01_encode.ipynb,$@,-p run_dir $(RUN_DIR) -p figures_dir $(FIGURES) -p progress False)
 
 $(RUN_DIR)/06_figures.ipynb: $(EVALS)
-	$(call papermill,notebooks/06_figures.ipynb,$@,-p run_dir $(RUN_DIR) -p ipc $(IPC))
+	$(call papermill,notebooks/06_figures.ipynb,$@,-p run_dir $(RUN_DIR) -p ipc $(firstword $(filter 10,$(IPCS)) $(IPCS)) -p figures_dir $(FIGURES))
 
+run: data
+	@start=$$(date +%s); \
+	$(THREAD_ENV) $(MAKE) --no-print-directory -j$(JOBS) $(if $(REDO),-B) $(RUN_DIR)/06_figures.ipynb && \
+	echo "make run: $(RUN_DIR) done in $$(( $$(date +%s) - start )) s; results in $(RUN_DIR)/results.md, $(RUN_DIR)/contrasts.md"
+
+# The study and the full protocol. Run under their default names (runs/study, runs/full) they
+# are the published runs: they alone write figures/, results/ and the README's tables; with
+# RUN=other they write only into runs/other (e.g. to check that a second run reproduces the first).
+study: data
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory run RUN=$(RUN) IPCS=10 EPOCHS=$(STUDY_EPOCHS) $(if $(filter study,$(RUN)),FIGURES=figures) && \
+	$(if $(filter study,$(RUN)),$(MAKE) --no-print-directory publish RUN=study NAME=study &&) \
+	echo "make study: done in $$(( $$(date +%s) - start )) s"
+
+full: data
+	$(MAKE) --no-print-directory run RUN=$(FULL_RUN) IPCS="1 10 50" EPOCHS=300 $(if $(filter full,$(FULL_RUN)),FIGURES=figures/full)
+	$(if $(filter full,$(FULL_RUN)),$(MAKE) --no-print-directory publish RUN=full NAME=full_protocol)
+
+# copy a run's results (one row per network) into results/NAME.csv and regenerate the README
+publish: $(STAMP)
+	@mkdir -p results
+	cp $(RUN_DIR)/results.csv results/$(NAME).csv
+	$(PY) -m coda_utils.report readme README.md
+
+readme: $(STAMP)
+	$(PY) -m coda_utils.report readme README.md
+
+# --------------------------------------------------------------------------------------------
 unit: data
 	$(PY) -m pytest -q tests
 

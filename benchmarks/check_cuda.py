@@ -65,11 +65,14 @@ def check_generation(pipe, refiner, device: str) -> str:
 def check_evaluation(device: str) -> str:
     target, test = datasets.load_fashion_mnist("target"), datasets.load_fashion_mnist("test")
     idx = baselines.random_real(target, 10, seed=0)
-    res = evaluation.train_and_evaluate(target.load(idx), target.labels[idx], test.load(range(2000)),
-                                        test.labels[:2000], "convnet3", evaluation.get_protocol("dc", 10, 20), 0,
-                                        device=device, progress=False)
-    assert res["acc"] > 30, f"accuracy {res['acc']:.1f} % after 20 epochs is implausibly low"
-    return f"ConvNet-3, IPC 10, 20 epochs: {res['acc']:.1f} % on 2,000 test images in {res['train_seconds']:.1f} s"
+    out = []
+    for precision in ("fp32", "auto"):  # auto: bf16 autocast on a GPU that has it
+        res = evaluation.train_and_evaluate(target.load(idx), target.labels[idx], test.load(range(2000)),
+                                            test.labels[:2000], "convnet3", evaluation.get_protocol("dc", 10, 20), 0,
+                                            device=device, progress=False, precision=precision)
+        assert res["acc"] > 30, f"accuracy {res['acc']:.1f} % after 20 epochs is implausibly low ({res['precision']})"
+        out.append(f"{res['precision']} {res['acc']:.1f} % in {res['train_seconds']:.1f} s")
+    return "ConvNet-3, IPC 10, 20 epochs, 2,000 test images: " + ", ".join(out)
 
 
 def main() -> int:

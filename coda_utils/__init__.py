@@ -1,13 +1,23 @@
 """coda_utils: the logic behind the CoDA study notebooks.
 
-One module per stage:
+One module per stage or concern:
 
-- :mod:`coda_utils.datasets`    Fashion-MNIST splits and ImageFolder / ImageNet subsets
-- :mod:`coda_utils.io`          atomic writes, manifests, ImageFolder export
+- :mod:`coda_utils.datasets`       Fashion-MNIST splits and ImageFolder / ImageNet subsets
+- :mod:`coda_utils.io`             atomic writes, manifests, ImageFolder export
+- :mod:`coda_utils.rundir`         the run folder's paths, and the selection seeds of each method
+- :mod:`coda_utils.encoding`       stage 1: the VAE latent cache
+- :mod:`coda_utils.discovery`      stage 2: UMAP + HDBSCAN, exactly IPC representatives (set R)
+- :mod:`coda_utils.baselines`      training-free selections (random real, k-means nearest-real, herding)
+- :mod:`coda_utils.alignment`      stage 3: CoDA's guided sampler and generated sets (set G)
 - :mod:`coda_utils.architectures`  ConvNet-3, ResNet-AP-10, ResNet-18 (instance norm)
-- :mod:`coda_utils.evaluation`  the DC / DSA / IDC training protocols and result tables
-- :mod:`coda_utils.baselines`   training-free selections (random real, ...)
-- :mod:`coda_utils.prior`       the embedded world's tiny text-to-image prior
-- :mod:`coda_utils.judge`       the judge classifier and Frechet distance for prior quality
+- :mod:`coda_utils.evaluation`     stage 4: the DC / DSA / IDC training protocols and result tables
+- :mod:`coda_utils.stats`          paired contrasts over selection seeds with confidence intervals
+- :mod:`coda_utils.ablations`      sweeps judged on ``target_val``
+- :mod:`coda_utils.plots`          figures shared by the notebooks
+- :mod:`coda_utils.report`         the README's tables, generated from ``results/``
+- :mod:`coda_utils.environment`    the locked environment (pyproject, lock, environment.yml agree)
+- :mod:`coda_utils.prior`          the embedded world's tiny text-to-image prior
+- :mod:`coda_utils.judge`          the judge classifier and Frechet distance for prior quality
+- :mod:`coda_utils.tiny_pipelines` tiny random diffusers pipelines for tests and GPU checks
 """
 __version__ = "0.1.0"

@@ -1,16 +1,25 @@
-"""Ablation sweeps: one folder per sweep point, measured on a held-out part of ``target``.
+"""Ablation sweeps: one folder per sweep point, each point over several selection seeds,
+measured on a held-out part of ``target``.
 
 Every point distils ``target_fit`` (train[50000:58000]) and is judged on ``target_val``
 (train[58000:60000]), never on ``test``, so a sweep may be used to *choose* a setting (the
-guidance scale, say) without touching the test split. A point's folder
-``out_dir/<sweep>/<key>/`` holds ``point.json`` (its parameters), the distilled set, and
-``results.csv`` (one row per evaluation repeat); re-running a point resumes it, and
-:func:`collect` gathers all points into one table for the figures.
+guidance scale, say) without touching the test split. A point is one draw per selection seed
+(discovery's UMAP seed, the generator's noise), exactly as in the study: its folder
+``out_dir/<sweep>/<key>/`` holds ``point.json`` (its parameters), one distilled set per seed
+(``seed<S>/``) and ``results.csv`` (one row per network, with its ``selection_seed``);
+re-running a point resumes it, and :func:`collect` gathers all points into one table (one row
+per point and seed). :func:`choice_table` reports each point's mean ± std over seeds and the
+best point's paired contrast with the runner-up, so a chosen default comes with its interval.
 
 Sweeps (:data:`SWEEPS`): discovery (n_neighbors x min_cluster_size), gamma, guide_fraction,
 the guidance variant (reference vs normalized pull, x gamma), ipc, and the discovery feature
-space (VAE latents vs raw pixels). All points of one process
-share one numba compile of umap-learn and one UMAP per (class, n_neighbors, feature space).
+space (VAE latents vs raw pixels). All points of one process share one numba compile of
+umap-learn and one UMAP per (class, n_neighbors, feature space, seed).
+
+Cost on this project's 2-core CPU (one thread, ConvNet-3 100 epochs in bf16, 3 seeds): a point
+at IPC 10 is ~1.5-2.5 min (3 x (generation ~12 s + training ~35 s)); a new n_neighbors or
+feature space adds ~30 s of UMAP per seed; an IPC-50 point ~8 min. The default grid (29 points)
+is about 70 minutes on one core.
 """
 from __future__ import annotations
 
@@ -22,11 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import alignment, baselines, discovery, evaluation
+from . import alignment, baselines, discovery, evaluation, rundir
 from .datasets import LabeledImages
 from .io import read_json, write_json
 
-__all__ = ["SWEEPS", "PixelFeatures", "AblationRunner", "collect", "sweep_table", "sweep_figures"]
+__all__ = ["SWEEPS", "PixelFeatures", "AblationRunner", "collect", "sweep_table", "sweep_figures", "choice_table"]
 
 #: sweep name -> (row parameter, column parameter or None)
 SWEEPS: dict[str, tuple[str, str | None]] = {
@@ -37,6 +46,8 @@ SWEEPS: dict[str, tuple[str, str | None]] = {
     "ipc": ("ipc", None),
     "features": ("features", None),
 }
+#: sweeps whose best point is a choice (more images per class is not a setting to choose)
+CHOICES = ("discovery", "gamma", "guide_fraction", "variant", "features")
 
 
 class PixelFeatures:
@@ -81,7 +92,9 @@ class AblationRunner:
         model: the text-to-image model (loaded on the first generation point).
         defaults: the reference settings every point starts from (ipc, gamma, guide_fraction,
             n_neighbors, min_cluster_size, min_samples, features, variant, steps, cfg_scale).
-        epochs, repeats: the evaluation (ConvNet-3, ``dc`` protocol, ``epochs`` shortened).
+        selection_seeds: every point is distilled and judged once per seed.
+        epochs, repeats, precision: the evaluation (ConvNet-3, ``dc`` protocol, ``epochs``
+            shortened; ``repeats`` networks per seed).
     """
 
     fit: LabeledImages
@@ -90,13 +103,18 @@ class AblationRunner:
     out_dir: Path
     model: str
     defaults: dict
+    selection_seeds: list = field(default_factory=lambda: [0, 1, 2])
     epochs: int = 100
     repeats: int = 1
-    seed: int = 0
+    precision: str = "auto"
     device: str = "cpu"
     progress: bool = True
     _pipe: Any = None
     _discoveries: dict = field(default_factory=dict)
+    _val: Any = None
+
+    def __post_init__(self):
+        self.selection_seeds = rundir.selection_seeds(self.selection_seeds)
 
     def pipe(self):
         if self._pipe is None:
@@ -104,84 +122,138 @@ class AblationRunner:
         return self._pipe
 
     def discovery(self, ipc: int, n_neighbors: int | None, min_cluster_size: int | None, min_samples: int,
-                  features: str = "vae") -> discovery.Discovery:
+                  features: str = "vae", seed: int = 0) -> discovery.Discovery:
         """Discovery with these settings, reusing the UMAP embeddings of an earlier call with the
-        same (n_neighbors, features): only HDBSCAN and the post-processing run again."""
+        same (n_neighbors, features, seed): only HDBSCAN and the post-processing run again."""
         source = self.cache if features == "vae" else PixelFeatures(self.fit)
-        reuse = next((d for (nn, f, *_), d in self._discoveries.items() if nn == n_neighbors and f == features), None)
-        key = (n_neighbors, features, ipc, min_cluster_size, min_samples)
+        reuse = next((d for (nn, f, s, *_), d in self._discoveries.items() if nn == n_neighbors and f == features and s == seed),
+                     None)
+        key = (n_neighbors, features, seed, ipc, min_cluster_size, min_samples)
         if key not in self._discoveries:
             self._discoveries[key] = discovery.discover(source, ipc, n_neighbors, min_cluster_size, min_samples,
-                                                        self.seed, progress=False, reuse=reuse)
+                                                        seed, progress=False, reuse=reuse)
         return self._discoveries[key]
 
     def run(self, sweep: str, **values) -> dict:
-        """Run (or resume) one point of ``sweep``; ``values`` override :attr:`defaults`."""
+        """Run (or resume) one point of ``sweep`` for every selection seed; ``values`` override
+        :attr:`defaults`. Returns the point's mean and std over seeds on ``target_val``."""
         if sweep not in SWEEPS:
             raise ValueError(f"unknown sweep {sweep!r}; choose from {', '.join(SWEEPS)}")
         p = {**self.defaults, **values}
         point = Path(self.out_dir) / sweep / _key(values)
         t0 = time.perf_counter()
-        disc = self.discovery(p["ipc"], p["n_neighbors"], p["min_cluster_size"], p["min_samples"], p["features"])
-        if sweep in ("gamma", "guide_fraction", "variant"):
-            k = p["ipc"]
-            z_reps = [disc.latents[c * k:(c + 1) * k] for c in range(self.fit.num_classes)]
-            guidance = alignment.GuidanceConfig(gamma=p["gamma"], guide_fraction=p["guide_fraction"],
-                                                variant=p.get("variant", "reference"))
-            set_dir = alignment.generate_set(
-                self.pipe(), point / "set", self.fit.classes, self.fit.prompts, p["ipc"], z_reps=z_reps if p["gamma"] else None,
-                guidance=guidance, cfg_scale=p["cfg_scale"], steps=p["steps"], seed=self.seed, batch_size=50,
-                native_size=self.fit.native_size, method=f"coda_g_{_key(values)}", model_id=str(self.model),
-                progress=self.progress)
-        else:
-            set_dir = baselines.export_selection(self.fit, disc.positions, point / "set", f"coda_r_{_key(values)}",
-                                                 p["ipc"], {**disc.manifest(), "features": p["features"]})
         write_json(point / "point.json", {"sweep": sweep, "values": values, "parameters": p, "epochs": self.epochs,
-                                          "evaluated_on": self.val.name})
-        train_x, train_y = evaluation.load_image_folder_tensors(set_dir, classes=self.fit.classes)
-        res = evaluation.evaluate(_key(values), train_x, train_y, self.val.load(), self.val.labels, ipc=p["ipc"],
-                                  repeats=self.repeats, seed=self.seed, epochs=self.epochs, device=self.device,
-                                  out_csv=point / "results.csv", progress=False)
-        return {"sweep": sweep, **values, "acc": float(res["acc"].mean()), "n": len(res),
-                "seconds": round(time.perf_counter() - t0, 1)}
+                                          "selection_seeds": self.selection_seeds, "evaluated_on": self.val.name})
+        if self._val is None:
+            self._val = (self.val.load(), self.val.labels)
+        per_seed = []
+        for s in self.selection_seeds:
+            disc = self.discovery(p["ipc"], p["n_neighbors"], p["min_cluster_size"], p["min_samples"], p["features"], s)
+            if sweep in ("gamma", "guide_fraction", "variant"):
+                k = p["ipc"]
+                z_reps = [disc.latents[c * k:(c + 1) * k] for c in range(self.fit.num_classes)]
+                guidance = alignment.GuidanceConfig(gamma=p["gamma"], guide_fraction=p["guide_fraction"],
+                                                    variant=p.get("variant", "reference"))
+                set_dir = alignment.generate_set(
+                    self.pipe(), point / f"seed{s}", self.fit.classes, self.fit.prompts, p["ipc"],
+                    z_reps=z_reps if p["gamma"] else None, guidance=guidance, cfg_scale=p["cfg_scale"], steps=p["steps"],
+                    seed=s, batch_size=50, native_size=self.fit.native_size, method=f"coda_g_{_key(values)}",
+                    model_id=str(self.model), progress=self.progress, extra={"selection_seed": s})
+            else:
+                set_dir = baselines.export_selection(self.fit, disc.positions, point / f"seed{s}", f"coda_r_{_key(values)}",
+                                                     p["ipc"], {**disc.manifest(), "features": p["features"],
+                                                                "selection_seed": s})
+            train_x, train_y = evaluation.load_image_folder_tensors(set_dir, classes=self.fit.classes)
+            res = evaluation.evaluate(_key(values), train_x, train_y, *self._val, ipc=p["ipc"], repeats=self.repeats,
+                                      selection_seed=s, epochs=self.epochs, device=self.device, precision=self.precision,
+                                      out_csv=point / "results.csv", progress=False)
+            per_seed.append(float(res["acc"].mean()))
+        return {"sweep": sweep, **values, "acc": float(np.mean(per_seed)),
+                "acc_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else float("nan"),
+                "seeds": len(per_seed), "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def collect(out_dir: str | Path) -> pd.DataFrame:
-    """Every finished point under ``out_dir``: one row per point with its sweep, swept values and
-    mean accuracy on ``target_val``."""
+    """Every finished point under ``out_dir``: one row per (point, selection seed) with its
+    sweep, swept values, accuracy on ``target_val`` (its networks averaged) and ``networks``."""
     rows = []
     for pj in sorted(Path(out_dir).glob("*/*/point.json")):
         csv = pj.parent / "results.csv"
         if not csv.is_file():
             continue
         meta = read_json(pj)
-        res = pd.read_csv(csv)
-        rows.append({"sweep": meta["sweep"], **meta["values"], "acc": res["acc"].mean(), "n": len(res),
-                     "epochs": meta["epochs"]})
+        res = evaluation.read_results(csv)
+        for s, part in res.groupby("selection_seed", sort=True):
+            rows.append({"sweep": meta["sweep"], **meta["values"], "selection_seed": int(s), "acc": part["acc"].mean(),
+                         "networks": len(part), "epochs": int(part["epochs"].iloc[0]),
+                         "precision": str(part["precision"].iloc[0])})
     return pd.DataFrame(rows)
 
 
+def _integral(points: pd.DataFrame, cols) -> pd.DataFrame:
+    points = points.copy()
+    for c in cols:  # integral values read back as floats (other sweeps leave NaN in the column)
+        if c is not None and c in points and points[c].dtype.kind == "f" and (points[c].dropna() % 1 == 0).all():
+            points[c] = points[c].astype("Int64")
+    return points
+
+
 def sweep_table(points: pd.DataFrame) -> pd.DataFrame:
-    """One sweep's points as a table for a heatmap: rows x columns of mean accuracy (a 1-D
-    sweep is one row)."""
+    """One sweep's points as a table for a heatmap: rows x columns of the mean accuracy over
+    selection seeds (a 1-D sweep is one row)."""
     sweep = points["sweep"].iloc[0]
     row, col = SWEEPS[sweep]
-    points = points.copy()
-    for c in (row, col):  # integral values read back as floats (other sweeps leave NaN in the column)
-        if c is not None and points[c].dtype.kind == "f" and (points[c] % 1 == 0).all():
-            points[c] = points[c].astype(int)
+    points = _integral(points, (row, col))
     if col is None:
         return points.groupby(row)["acc"].mean().to_frame("target_val acc").T
     return points.pivot_table(index=row, columns=col, values="acc", aggfunc="mean")
 
 
+def _labels(points: pd.DataFrame, sweep: str) -> pd.Series:
+    row, col = SWEEPS[sweep]
+    points = _integral(points, (row, col))
+    if col is None:
+        return points[row].astype(str).radd(f"{row} ")
+    return points[row].astype(str).radd(f"{row} ") + ", " + points[col].astype(str).radd(f"{col} ")
+
+
+def choice_table(points: pd.DataFrame) -> tuple[str, str]:
+    """One sweep's points as a markdown table (mean ± std over selection seeds, seeds) and a
+    sentence on the best point: its paired contrast with the runner-up (95 % t interval over
+    the seeds they share), or "not a choice" for the IPC sweep."""
+    from .stats import contrast
+
+    sweep = points["sweep"].iloc[0]
+    pts = points.assign(point=_labels(points, sweep))
+    g = pts.groupby("point", sort=False)["acc"]
+    summary = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "seeds": g.size()}).sort_values("mean", ascending=False)
+    lines = ["| point | target_val acc (%), mean ± std over seeds | seeds |", "|---|---:|---:|"]
+    for name, r in summary.iterrows():
+        std = "" if pd.isna(r["std"]) else f" ± {r['std']:.1f}"
+        lines.append(f"| {name} | {r['mean']:.1f}{std} | {int(r['seeds'])} |")
+    if sweep not in CHOICES or len(summary) < 2:
+        return "\n".join(lines), "" if sweep in CHOICES else "(Not a choice: more images per class is a budget, not a setting.)"
+    best, second = summary.index[0], summary.index[1]
+    by_seed = {n: part.set_index("selection_seed")["acc"] for n, part in pts.groupby("point")}
+    c = contrast(by_seed[best], by_seed[second], a_name=best, b_name=second)
+    interval = "-" if np.isnan(c["low"]) else f"[{c['low']:+.1f}, {c['high']:+.1f}]"
+    verdict = ("better than the runner-up" if c["verdict"] == f"{best} higher" else
+               "not distinguishable from the runner-up" if c["verdict"] == "not distinguishable" else c["verdict"])
+    note = (f"Best: **{best}**; against the runner-up ({second}): {c['diff']:+.1f} points, 95 % interval {interval} "
+            f"({c['test'] or 'no test'}, {c['n_pairs'] or min(c['n_a'], c['n_b'])} seeds): {verdict}.")
+    return "\n".join(lines), note
+
+
 def sweep_figures(points: pd.DataFrame, figures_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """A heatmap per sweep (``figures_dir/ablation_<sweep>.png``); returns the tables."""
+    """A heatmap per sweep of the mean over selection seeds (``figures_dir/ablation_<sweep>.png``);
+    returns the tables of mean ± std over seeds."""
     from .plots import plot_heatmap, save_figure
 
     tables = {}
     for sweep, part in points.groupby("sweep", sort=False):
-        tables[sweep] = sweep_table(part)
-        fig = plot_heatmap(tables[sweep], title=f"{sweep}: accuracy on target_val (%)")
+        fig = plot_heatmap(sweep_table(part), title=f"{sweep}: accuracy on target_val (%), mean over {part['selection_seed'].nunique()} seeds")
         save_figure(fig, Path(figures_dir) / f"ablation_{sweep}.png")
+        pts = part.assign(point=_labels(part, sweep))
+        g = pts.groupby("point", sort=False)["acc"]
+        tables[sweep] = pd.DataFrame({"mean": g.mean().round(2), "std over seeds": g.std(ddof=1).round(2), "seeds": g.size()})
     return tables

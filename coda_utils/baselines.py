@@ -19,7 +19,8 @@ import numpy as np
 from .datasets import LabeledImages
 from .io import export_image_folder
 
-__all__ = ["check_ipc", "check_ipc_counts", "random_real", "export_selection", "kmeans_nearest_real", "herding", "select_per_class"]
+__all__ = ["check_ipc", "check_ipc_counts", "random_real", "export_selection", "kmeans_nearest_real", "herding", "select_per_class",
+           "selection_overlap"]
 
 
 def check_ipc_counts(counts, class_names, ipc: int, what: str) -> None:
@@ -94,6 +95,9 @@ def kmeans_nearest_real(latents: np.ndarray, ipc: int, seed: int = 0, n_init: in
     """D4M-style selection: k-means with k = ``ipc`` on the standardized, flattened latents,
     then for each centroid a real image near it, all distinct.
 
+    ``seed`` is the selection seed: it draws the k-means++ initialisations (``n_init`` of them,
+    the best kept), so another seed is another draw of the selection.
+
     The centroid -> image matching minimises the total squared distance over distinct images
     (Hungarian assignment); when the nearest images of all centroids differ, as is usual, that
     is exactly each centroid's nearest real image. Returns positions within the class, in
@@ -109,7 +113,11 @@ def kmeans_nearest_real(latents: np.ndarray, ipc: int, seed: int = 0, n_init: in
         return np.arange(n)
     import warnings
 
-    with warnings.catch_warnings():
+    from threadpoolctl import threadpool_limits
+
+    # one thread: sklearn's k-means reduces in another order with more threads, and the pick
+    # must not depend on the machine's core count
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")  # fewer distinct points than k: sklearn warns, we still match distinctly
         km = KMeans(n_clusters=ipc, n_init=n_init, random_state=seed).fit(x)
     order = np.argsort(-np.bincount(km.labels_, minlength=ipc), kind="stable")
@@ -153,3 +161,14 @@ def select_per_class(cache, selector: Callable[..., np.ndarray], ipc: int, **kwa
         c = int(np.argmin(counts))
         _class_ipc(counts[c], ipc)
     return np.concatenate([cache.indices(c)[selector(cache.latents(c), ipc, **kwargs)] for c in range(cache.num_classes)])
+
+
+def selection_overlap(selections) -> np.ndarray:
+    """``m[i, j]``: the share of selection ``i``'s positions that selection ``j`` also picked
+    (1 on the diagonal), for a list of position arrays (e.g. one per selection seed)."""
+    sets = [np.unique(np.asarray(p)) for p in selections]
+    m = np.empty((len(sets), len(sets)))
+    for i, a in enumerate(sets):
+        for j, b in enumerate(sets):
+            m[i, j] = len(np.intersect1d(a, b)) / max(1, len(a))
+    return m

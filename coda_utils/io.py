@@ -20,6 +20,7 @@ __all__ = [
     "atomic_write",
     "write_json",
     "read_json",
+    "merge_json",
     "save_image",
     "export_image_folder",
     "package_versions",
@@ -67,6 +68,19 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
+def merge_json(path: str | os.PathLike, updates: dict) -> dict:
+    """Update the JSON object at ``path`` with ``updates`` (keys not in ``updates`` are kept)
+    and write it back atomically, so that a partial rerun never drops earlier entries.
+    Returns the merged object."""
+    path = Path(path)
+    merged = read_json(path) if path.is_file() else {}
+    if not isinstance(merged, dict):
+        raise ValueError(f"{path} does not hold a JSON object; delete it or choose another file")
+    merged.update(updates)
+    write_json(path, merged)
+    return merged
+
+
 def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Save a uint8 image (H x W, H x W x 1 or H x W x 3, or C x H x W) as PNG, atomically."""
     from PIL import Image
@@ -88,7 +102,8 @@ def package_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for name in ("torch", "diffusers", "transformers", "umap-learn", "hdbscan", "scikit-learn", "numpy"):
+    for name in ("torch", "diffusers", "transformers", "umap-learn", "pynndescent", "numba", "hdbscan", "scikit-learn",
+                 "scipy", "numpy"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

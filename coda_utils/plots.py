@@ -10,7 +10,8 @@ import torch
 
 from .io import atomic_write
 
-__all__ = ["image_grid", "set_comparison_grid", "plot_accuracy", "plot_heatmap", "save_figure", "plot_training_curves"]
+__all__ = ["image_grid", "set_comparison_grid", "plot_seeds", "plot_contrasts", "plot_overlap", "plot_heatmap",
+           "save_figure", "plot_training_curves"]
 
 
 def save_figure(fig, path: str | Path, dpi: int = 150) -> Path:
@@ -85,29 +86,99 @@ def plot_heatmap(table, title: str | None = None, fmt: str = ".1f", label: str =
     return fig
 
 
-def plot_accuracy(df, title: str | None = None, reference: dict[str, Sequence[float]] | None = None):
-    """Test accuracy (final epoch, the headline) per method and IPC: bars of the mean with the
-    standard deviation, and every repeat as a dot. ``reference`` adds published numbers
-    (name -> values per IPC, in the order of the IPCs in ``df``) as dashed markers."""
+def plot_overlap(overlaps: dict[str, np.ndarray], seeds: Sequence[int], title: str | None = None):
+    """One annotated heatmap per selection method: the share of seed i's picks that seed j
+    picks too (:func:`coda_utils.baselines.selection_overlap`)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    ipcs = sorted(df["ipc"].unique())
-    fig, ax = plt.subplots(figsize=(1.2 + 1.6 * len(ipcs) * max(1, df["method"].nunique()) ** 0.5, 3.8))
-    sns.barplot(data=df, x="ipc", y="acc", hue="method", errorbar="sd", ax=ax, alpha=0.8, capsize=0.1, order=ipcs)
-    sns.stripplot(data=df, x="ipc", y="acc", hue="method", dodge=True, ax=ax, palette="dark:black", size=3, legend=False,
-                  order=ipcs)
-    if reference:
-        for k, (name, vals) in enumerate(reference.items()):
-            ax.scatter(range(len(vals)), vals, marker="_", s=600, linewidths=2, color=f"C{k + 3}", label=name, zorder=5)
-    ax.set_xlabel("images per class (IPC)")
-    ax.set_ylabel("test accuracy (%), final epoch")
-    lo = max(0.0, float(df["acc"].min()) - 15)
-    ax.set_ylim(lo, min(100.0, float(df["acc"].max()) + 8))
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # outside: never hides a bar
+    fig, axes = plt.subplots(1, len(overlaps), figsize=(0.9 + 0.75 * len(seeds) * len(overlaps) + 0.8, 0.9 + 0.6 * len(seeds)),
+                             squeeze=False)
+    for ax, (name, m) in zip(axes[0], overlaps.items()):
+        sns.heatmap(100 * np.asarray(m), annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", cbar=False, ax=ax,
+                    xticklabels=list(seeds), yticklabels=list(seeds), annot_kws={"fontsize": 8})
+        ax.set_title(f"{name}: % of seed i's picks\nalso picked by seed j", fontsize=9)
+        ax.set_xlabel("selection seed j")
+        ax.set_ylabel("selection seed i")
+        ax.tick_params(axis="y", rotation=0)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_seeds(df, title: str | None = None, order: Sequence[str] | None = None):
+    """Test accuracy per method, one panel per IPC: every selection seed as a dot (its
+    networks averaged), the mean over seeds as a bar with the std over seeds, and a deterministic
+    method's networks as hollow dots.
+
+    Args:
+        df: network rows (``method, ipc, selection_seed, acc``, as
+            :func:`coda_utils.evaluation.read_results` reads them).
+        order: methods in drawing order (default: by mean accuracy, best first).
+    """
+    import matplotlib.pyplot as plt
+
+    from .stats import per_seed
+
+    seeds = per_seed(df)
+    ipcs = sorted(seeds["ipc"].unique())
+    fig, axes = plt.subplots(1, len(ipcs), figsize=(0.8 + 0.62 * seeds["method"].nunique() * len(ipcs) + 0.6, 3.9),
+                             squeeze=False, sharey=False)
+    for ax, ipc in zip(axes[0], ipcs):
+        part = seeds[seeds["ipc"] == ipc]
+        means = part.groupby("method")["acc"].agg(["mean", "std", "size"])
+        names = [m for m in (order or means.sort_values("mean", ascending=False).index) if m in means.index]
+        rng = np.random.default_rng(0)
+        for x, m in enumerate(names):
+            vals = part[part["method"] == m]
+            color = f"C{x % 10}"
+            ax.bar(x, means.loc[m, "mean"], color=color, alpha=0.35, width=0.7)
+            if means.loc[m, "size"] > 1:
+                ax.errorbar(x, means.loc[m, "mean"], yerr=means.loc[m, "std"], color="black", capsize=4, lw=1.2)
+            ax.scatter(x + rng.uniform(-0.18, 0.18, len(vals)), vals["acc"], s=18, color=color, edgecolors="black",
+                       linewidths=0.5, zorder=3)
+            nets = df[(df["ipc"] == ipc) & (df["method"] == m)]
+            if means.loc[m, "size"] == 1 and len(nets) > 1:  # one set: show its networks instead
+                ax.scatter(x + rng.uniform(-0.18, 0.18, len(nets)), nets["acc"], s=18, facecolors="none",
+                           edgecolors=color, linewidths=1.0, zorder=3)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
+        ax.set_title(f"IPC {ipc}", fontsize=10)
+        ax.set_ylabel("test accuracy (%), final epoch")
+        lo, hi = float(df.loc[df["ipc"] == ipc, "acc"].min()), float(df.loc[df["ipc"] == ipc, "acc"].max())
+        ax.set_ylim(max(0.0, lo - 0.15 * (hi - lo) - 2), min(100.0, hi + 0.1 * (hi - lo) + 1))
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_contrasts(table, title: str | None = None):
+    """The contrasts of :func:`coda_utils.stats.contrasts` as a forest plot: the mean
+    difference and its 95 % interval per contrast (one panel per IPC), zero marked."""
+    import matplotlib.pyplot as plt
+
+    ipcs = sorted(table["ipc"].unique())
+    n = table.groupby("ipc").size().max()
+    fig, axes = plt.subplots(1, len(ipcs), figsize=(1.8 + 3.2 * len(ipcs), 0.9 + 0.42 * n), squeeze=False, sharey=True)
+    for ax, ipc in zip(axes[0], ipcs):
+        part = table[table["ipc"] == ipc].reset_index(drop=True)
+        y = np.arange(len(part))[::-1]
+        for yi, r in zip(y, part.to_dict("records")):
+            color = "0.5" if r["verdict"] in ("not distinguishable", "too few seeds") else ("C2" if r["diff"] > 0 else "C3")
+            if not np.isnan(r["low"]):
+                ax.plot([r["low"], r["high"]], [yi, yi], color=color, lw=2.2)
+            ax.plot(r["diff"], yi, "o", color=color, ms=6)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(y)
+        ax.set_yticklabels(part["contrast"], fontsize=8)
+        ax.set_xlabel("difference in test accuracy (points), 95 % interval")
+        ax.set_title(f"IPC {ipc}", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

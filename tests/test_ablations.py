@@ -22,25 +22,34 @@ def test_pixel_features_behave_like_a_latent_cache(fit_val):
     assert len(np.unique(disc.positions)) == 6 and set(fit.labels[disc.positions]) == {0, 1}
 
 
-def test_runner_points_are_judged_on_val_resume_and_collect(fit_val, tmp_path):
+def test_runner_points_are_judged_on_val_over_seeds_resume_and_collect(fit_val, tmp_path, monkeypatch):
     fit, val = fit_val
     runner = ablations.AblationRunner(
-        fit, val, ablations.PixelFeatures(fit), tmp_path, "unused", epochs=1, repeats=1, progress=False,
+        fit, val, ablations.PixelFeatures(fit), tmp_path, "unused", selection_seeds=[0, 1], epochs=1, repeats=1,
+        precision="fp32", progress=False,
         defaults=dict(ipc=2, gamma=0.05, guide_fraction=0.9, n_neighbors=None, min_cluster_size=None, min_samples=3,
                       features="vae", steps=2, cfg_scale=5.0))
     with pytest.raises(ValueError, match="unknown sweep"):
         runner.run("colour")
     a = runner.run("discovery", n_neighbors=5, min_cluster_size=4)
     b = runner.run("discovery", n_neighbors=5, min_cluster_size=6)
+    calls = []
+    real = ablations.evaluation.train_and_evaluate
+    monkeypatch.setattr(ablations.evaluation, "train_and_evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = runner.run("discovery", n_neighbors=5, min_cluster_size=4)  # resumed from its results.csv
-    assert again["acc"] == a["acc"] and 0 <= a["acc"] <= 100
+    assert calls == [] and again["acc"] == a["acc"] and 0 <= a["acc"] <= 100 and a["seeds"] == 2
     point = tmp_path / "discovery" / "n_neighbors5_min_cluster_size4"
-    assert (point / "point.json").is_file() and (point / "set" / "manifest.json").is_file()
-    assert pd.read_csv(point / "results.csv").shape[0] == 1
+    assert (point / "point.json").is_file()
+    assert (point / "seed0" / "manifest.json").is_file() and (point / "seed1" / "manifest.json").is_file()
+    res = pd.read_csv(point / "results.csv")
+    assert list(res["selection_seed"]) == [0, 1] and list(res["seed"]) == [0, 1000]
     points = ablations.collect(tmp_path)
-    assert len(points) == 2 and set(points.min_cluster_size) == {4, 6}
+    assert len(points) == 4 and set(points.min_cluster_size) == {4, 6} and set(points.selection_seed) == {0, 1}
     table = ablations.sweep_table(points)
     assert table.shape == (2, 1) and list(table.index) == [4, 6] and table.loc[6, 5] == pytest.approx(b["acc"])
+    text, note = ablations.choice_table(points)
+    assert "mean ± std over seeds" in text and "min_cluster_size 4, n_neighbors 5" in text
+    assert note.startswith("Best: **") and "95 % interval" in note and "paired t, 2 seeds" in note
     one_d = ablations.sweep_table(pd.DataFrame([{"sweep": "gamma", "gamma": g, "acc": 50.0 + g} for g in (0.0, 0.1)]))
     assert one_d.shape == (1, 2)
     variant = ablations.sweep_table(pd.DataFrame([{"sweep": "variant", "variant": v, "gamma": g, "acc": a}

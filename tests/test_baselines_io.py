@@ -44,3 +44,38 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             raise RuntimeError("interrupted")
     assert json.loads(p.read_text()) == {"a": 1}
     assert [f.name for f in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_selection_overlap():
+    from coda_utils.baselines import selection_overlap
+
+    m = selection_overlap([np.array([1, 2, 3, 4]), np.array([3, 4, 5, 6]), np.array([1, 2, 3, 4])])
+    assert m.shape == (3, 3) and np.allclose(np.diag(m), 1)
+    assert m[0, 1] == 0.5 and m[0, 2] == 1.0 and m[1, 2] == 0.5
+
+
+def test_kmeans_selection_depends_on_its_seed_not_on_threads():
+    from threadpoolctl import threadpool_limits
+
+    from coda_utils.baselines import kmeans_nearest_real
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(c, 1.0, size=(60, 4, 2, 2)) for c in range(4)]).astype(np.float32)
+    a = kmeans_nearest_real(x, 6, seed=0)
+    with threadpool_limits(2):
+        b = kmeans_nearest_real(x, 6, seed=0)
+    assert np.array_equal(a, b) and len(np.unique(a)) == 6
+    others = [kmeans_nearest_real(x, 6, seed=s) for s in range(1, 6)]
+    assert any(not np.array_equal(np.sort(a), np.sort(o)) for o in others)  # another seed is another draw
+
+
+def test_merge_json_keeps_other_keys(tmp_path):
+    from coda_utils.io import merge_json, read_json
+
+    p = tmp_path / "frechet.json"
+    merge_json(p, {"R": 1.0, "unguided": 2.0, "coda_g": 3.0})
+    merge_json(p, {"coda_g": 4.0})  # a partial rerun of one method
+    assert read_json(p) == {"R": 1.0, "unguided": 2.0, "coda_g": 4.0}
+    p.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not hold a JSON object"):
+        merge_json(p, {"a": 1})

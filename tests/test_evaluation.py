@@ -155,12 +155,13 @@ def test_evaluate_csv_and_resume(tiny, tmp_path: Path, monkeypatch) -> None:
     x, y, tx, ty = tiny
     csv = tmp_path / "results.csv"
     df = ev.evaluate("random", x, y, tx, ty, ipc=2, repeats=2, epochs=3, out_csv=csv, progress=False)
-    assert list(df.columns[:8]) == ev.RESULT_COLUMNS
-    assert list(df["seed"]) == [0, 1] and (df["epochs"] == 3).all()
+    assert list(df.columns[:9]) == ev.RESULT_COLUMNS
+    assert list(df["seed"]) == [0, 1] and (df["epochs"] == 3).all() and (df["selection_seed"] == 0).all()
+    assert (df["precision"] == "fp32").all()
     assert df["acc"].between(0, 100).all() and df["acc_best"].between(0, 100).all()
     assert (df["acc_best"] >= df["acc"]).all() and (df["train_seconds"] > 0).all()
     on_disk = pd.read_csv(csv)
-    assert list(on_disk.columns) == ev.RESULT_COLUMNS + ["epochs"]
+    assert list(on_disk.columns) == ev.RESULT_COLUMNS + ["epochs", "precision"]
     assert len(on_disk) == 2
 
     calls = []
@@ -178,6 +179,41 @@ def test_evaluate_csv_and_resume(tiny, tmp_path: Path, monkeypatch) -> None:
     ev.evaluate("random", x, y, tx, ty, ipc=2, repeats=1, epochs=2, out_csv=csv, progress=False)
     assert calls == [2, 0]  # another epoch count is another experiment
     assert len(pd.read_csv(csv)) == 4
+    s3 = ev.evaluate("random", x, y, tx, ty, ipc=2, repeats=2, epochs=3, out_csv=csv, progress=False, selection_seed=3)
+    assert calls == [2, 0, 3000, 3001]  # another selection seed: another set, its own network seeds
+    assert list(s3["selection_seed"]) == [3, 3] and list(s3["seed"]) == [3000, 3001]
+    ev.evaluate("random", x, y, tx, ty, ipc=2, repeats=1, epochs=3, out_csv=csv, progress=False, precision="bf16")
+    assert calls[-1] == 0 and len(pd.read_csv(csv)) == 7  # another precision is another experiment
+
+
+def test_results_files_without_seed_columns_are_read_as_one_fp32_draw(tmp_path: Path) -> None:
+    old = tmp_path / "results.csv"
+    old.write_text("method,ipc,arch,protocol,seed,acc,acc_best,train_seconds,epochs\nr,10,convnet3,dc,0,70.0,71.0,1.0,300\n")
+    df = ev.read_results(old)
+    assert list(df.columns) == ev.RESULT_COLUMNS + ["epochs", "precision"]
+    assert df.loc[0, "selection_seed"] == 0 and df.loc[0, "precision"] == "fp32"
+    (tmp_path / "bad.csv").write_text("method,acc\nr,1\n")
+    with pytest.raises(ValueError, match="lacks columns"):
+        ev.read_results(tmp_path / "bad.csv")
+
+
+def test_network_seeds_and_precision_choice() -> None:
+    assert ev.network_seeds(0, 3) == [0, 1, 2] and ev.network_seeds(4, 2) == [4000, 4001]
+    with pytest.raises(ValueError, match="repeats"):
+        ev.network_seeds(1, 0)
+    assert ev.resolve_precision("fp32") == "fp32" and ev.resolve_precision("BF16") == "bf16"
+    assert ev.resolve_precision("auto", "cpu") in ("fp32", "bf16")
+    with pytest.raises(ValueError, match="precision must be"):
+        ev.resolve_precision("fp16")
+
+
+def test_bf16_is_deterministic_and_close_to_fp32(tiny) -> None:
+    x, y, tx, ty = tiny
+    proto = ev.get_protocol("dc", 2, epochs=3)
+    a, b = (ev.train_and_evaluate(x, y, tx, ty, "convnet3", proto, 5, progress=False, precision="bf16") for _ in range(2))
+    f = ev.train_and_evaluate(x, y, tx, ty, "convnet3", proto, 5, progress=False, precision="fp32")
+    assert a["precision"] == "bf16" and a["acc"] == b["acc"] and a["train_loss"] == b["train_loss"]
+    assert a["train_loss"] != f["train_loss"] and abs(a["train_loss"] - f["train_loss"]) < 0.05
 
 
 @pytest.mark.slow
@@ -195,17 +231,23 @@ def test_training_beats_chance(fmnist) -> None:
 # Tables and exported sets
 # --------------------------------------------------------------------------------------
 def test_summarize_and_format_table() -> None:
-    df = pd.DataFrame({"method": ["a", "a", "b"], "ipc": [10, 10, 10], "arch": ["convnet3"] * 3,
-                       "protocol": ["dc"] * 3, "seed": [0, 1, 0], "acc": [80.0, 82.0, 70.0],
-                       "acc_best": [81.0, 83.0, 71.0], "train_seconds": [1.0, 1.0, 1.0], "epochs": [300] * 3})
+    # a: two selection seeds with two networks each; b: one set (deterministic) with three networks
+    df = pd.DataFrame({"method": ["a"] * 4 + ["b"] * 3, "ipc": [10] * 7, "arch": ["convnet3"] * 7,
+                       "protocol": ["dc"] * 7, "selection_seed": [0, 0, 1, 1, 0, 0, 0], "seed": [0, 1, 1000, 1001, 0, 1, 2],
+                       "acc": [80.0, 82.0, 84.0, 86.0, 70.0, 71.0, 72.0], "acc_best": [81.0, 83.0, 85.0, 87.0, 71.0, 72.0, 73.0],
+                       "train_seconds": [1.0] * 7, "epochs": [300] * 7, "precision": ["bf16"] * 7})
     s = ev.summarize(df)
-    assert list(s.columns) == ["method", "ipc", "arch", "protocol", "epochs",
-                               "acc_mean", "acc_std", "acc_best_mean", "acc_best_std", "n"]
+    assert list(s.columns) == ["method", "ipc", "arch", "protocol", "epochs", "precision", "acc_mean", "acc_std", "net_std",
+                               "acc_best_mean", "acc_best_std", "seeds", "networks", "n"]
     a = s[s["method"] == "a"].iloc[0]
-    assert a["acc_mean"] == 81.0 and a["acc_std"] == pytest.approx(np.sqrt(2)) and a["n"] == 2
+    assert a["acc_mean"] == 83.0 and a["acc_std"] == pytest.approx(np.sqrt(8))  # seeds average 81 and 85
+    assert a["net_std"] == pytest.approx(np.sqrt(2)) and (a["seeds"], a["networks"], a["n"]) == (2, 2, 4)
+    b = s[s["method"] == "b"].iloc[0]
+    assert b["acc_mean"] == 71.0 and np.isnan(b["acc_std"]) and b["net_std"] == pytest.approx(1.0) and b["seeds"] == 1
     table = ev.format_table(s)
-    assert "acc (final)" in table and "acc_best (secondary, selected on test)" in table
-    assert "81.0 ± 1.4" in table and "| b |" in table
+    assert "acc (final), mean ± std over selection seeds" in table and "acc_best (secondary, selected on test)" in table
+    assert "83.0 ± 2.8" in table and "| b |" in table and "| 2 x 2 |" in table and "| 71.0 | 1.0 |" in table
+    assert "| 10 |" not in ev.format_table(s, settings=[])
 
 
 def test_load_image_folder_tensors_round_trip(tmp_path: Path) -> None:

@@ -1,0 +1,233 @@
+"""The README's results tables, generated from the published result files in ``results/``.
+
+Every table of results in ``README.md`` sits between two markers::
+
+    <!-- generated: study (python -m coda_utils.report readme README.md) -->
+    ... written by this module, never typed ...
+    <!-- end generated: study -->
+
+and is rendered by :data:`BLOCKS` from one file of ``results/`` (one row per trained network,
+or per ablation point and seed), which the commands that produce results write there:
+``make study`` (``results/study.csv``), ``make full`` (``results/full_protocol.csv``),
+``05_ablations.ipynb`` with ``publish=True`` (``results/ablations.csv``) and
+``benchmarks/bench_evaluation.py --out`` (``results/bench_evaluation_*.csv``).
+
+``python -m coda_utils.report readme README.md`` rewrites every block; ``--check`` only
+compares and exits 1 when a block and its result file disagree (``tests/test_readme.py``).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import evaluation, stats
+
+__all__ = ["BLOCKS", "render_block", "update_readme", "main", "study_table", "full_protocol_table", "ablation_tables",
+           "precision_table", "throughput_table"]
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+_BEGIN = "<!-- generated: {name} (python -m coda_utils.report readme README.md) -->"
+_END = "<!-- end generated: {name} -->"
+_BLOCK = re.compile(r"<!-- generated: (?P<name>[\w-]+) \(python -m coda_utils\.report readme README\.md\) -->\n"
+                    r"(?P<body>.*?)<!-- end generated: (?P=name) -->", re.S)
+
+_SETTING_LABELS = {"arch": "{}", "protocol": "{} protocol", "epochs": "{} epochs", "precision": "{}"}
+
+
+def _caption(df: pd.DataFrame, source: str) -> str:
+    """The settings every row shares, and where the numbers come from."""
+    parts = []
+    for col, fmt in _SETTING_LABELS.items():
+        if col in df.columns and df[col].nunique() == 1:
+            parts.append(fmt.format(df[col].iloc[0]))
+    return f"{', '.join(parts)}; test split (10,000 images); accuracy after the last epoch. Source: `{source}`."
+
+
+def _varying(df: pd.DataFrame) -> list[str]:
+    return [c for c in ("ipc", "arch", "protocol", "epochs", "precision") if c in df.columns and
+            (c == "ipc" or df[c].nunique() > 1)]
+
+
+def _order(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary.sort_values(["ipc", "acc_mean"], ascending=[True, False])
+
+
+def _network_spread(summary: pd.DataFrame) -> str:
+    rows = summary.dropna(subset=["net_std"])
+    if rows.empty:
+        return ""
+    parts = [f"{r['method']} at IPC {r['ipc']}: {r['net_std']:.2f} ({r['networks']} networks on one set)"
+             for r in rows.to_dict("records")]
+    return ("The spread between networks trained on the same set (the pooled std over networks), shown apart "
+            "from the spread over selection seeds: " + "; ".join(parts) + ".")
+
+
+def study_table(df: pd.DataFrame, source: str) -> str:
+    """The study's table (over selection seeds), its network spread and its contrasts."""
+    summary = _order(evaluation.summarize(df))
+    seeds = int(summary["seeds"].max())
+    out = [_caption(df, source) + f" Mean ± std over {seeds} selection seeds (herding is deterministic: one set, "
+           "its networks shown instead).", "", evaluation.format_table(summary, _varying(df))]
+    spread = _network_spread(summary)
+    if spread:
+        out += ["", spread]
+    table = stats.contrasts(df)
+    if not table.empty:
+        out += ["", "Paired contrasts (difference A - B in points, 95 % t interval over selection seeds, scipy):", "",
+                stats.format_contrasts(table, settings=False)]
+    return "\n".join(out)
+
+
+def full_protocol_table(df: pd.DataFrame, source: str) -> str:
+    """Methods x IPC, mean ± std over selection seeds, then the contrasts per IPC."""
+    summary = evaluation.summarize(df)
+    ipcs = sorted(summary["ipc"].unique())
+    order = summary[summary["ipc"] == ipcs[-1]].sort_values("acc_mean", ascending=False)["method"].tolist()
+    order += [m for m in summary["method"].unique() if m not in order]
+    lines = [_caption(df, source) + " Mean ± std over selection seeds (seeds x networks).", "",
+             "| method | " + " | ".join(f"IPC {i}" for i in ipcs) + " |", "|---|" + "---:|" * len(ipcs)]
+    for m in order:
+        cells = []
+        for i in ipcs:
+            r = summary[(summary["method"] == m) & (summary["ipc"] == i)]
+            if r.empty:
+                cells.append("-")
+                continue
+            r = r.iloc[0]
+            std = "" if pd.isna(r["acc_std"]) else f" ± {r['acc_std']:.1f}"
+            net = "" if pd.isna(r["net_std"]) else f", network std {r['net_std']:.1f}"
+            cells.append(f"{r['acc_mean']:.1f}{std} ({r['seeds']} x {r['networks']}{net})")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    table = stats.contrasts(df)
+    if not table.empty:
+        lines += ["", "Paired contrasts per IPC (difference A - B in points, 95 % t interval over selection seeds):", "",
+                  stats.format_contrasts(table.sort_values(["contrast", "ipc"], kind="stable"), settings=False)]
+    return "\n".join(lines)
+
+
+def ablation_tables(df: pd.DataFrame, source: str) -> str:
+    """One table per sweep: every point's mean ± std over selection seeds on ``target_val``, and
+    the chosen point's contrast with the runner-up."""
+    from .ablations import choice_table
+
+    out = [f"Accuracy on `target_val` (never `test`), mean ± std over selection seeds; ConvNet-3, dc protocol, "
+           f"{_join(df['epochs'].unique())} epochs, {_join(df['precision'].unique()) if 'precision' in df else 'fp32'}. "
+           f"Source: `{source}`."]
+    for sweep, part in df.groupby("sweep", sort=False):
+        table, note = choice_table(part)
+        out += ["", f"**{sweep}**", "", table, "", note]
+    return "\n".join(out)
+
+
+def _join(values) -> str:
+    return ", ".join(str(v) for v in sorted(values))
+
+
+def precision_table(df: pd.DataFrame, source: str) -> str:
+    """The benchmark's accuracy check: the same set, the same network seeds, fp32 against bf16."""
+    from scipy import stats as st
+
+    lines = [f"The same random-real set (IPC 10, seed 0), network seeds {df['seed'].min()}-{df['seed'].max()}, "
+             f"ConvNet-3, dc {int(df['epochs'].iloc[0])} epochs, 10,000 test images. Source: `{source}`.", "",
+             "| precision | acc (final), mean ± std over networks | networks | seconds per network (train + test) |",
+             "|---|---:|---|---:|"]
+    for p, part in df.groupby("precision", sort=True):
+        lines.append(f"| {p} | {part['acc'].mean():.2f} ± {part['acc'].std(ddof=1):.2f} | "
+                     f"{', '.join(f'{a:.2f}' for a in part['acc'])} | {part['seconds'].mean():.0f} |")
+    a, b = df[df["precision"] == "bf16"]["acc"].to_numpy(), df[df["precision"] == "fp32"]["acc"].to_numpy()
+    if len(a) >= 2 and len(b) >= 2:
+        res = st.ttest_ind(a, b, equal_var=False)
+        ci = res.confidence_interval(0.95)
+        lines += ["", f"bf16 - fp32: {a.mean() - b.mean():+.2f} points, 95 % interval [{ci.low:+.2f}, {ci.high:+.2f}] "
+                  f"(Welch t, scipy): {stats.verdict(ci.low, ci.high, 'bf16', 'fp32')}."]
+    return "\n".join(lines)
+
+
+def throughput_table(df: pd.DataFrame, source: str) -> str:
+    """The benchmark's throughput: img/s, the ratio to fp32, the share of the machine's limit."""
+    lines = [f"One thread of this project's 2-core CPU, the other core idle, best of the benchmark's repeats. "
+             f"Source: `{source}`.", "",
+             "| IPC | path | train img/s | x fp32 | of the machine's limit | test img/s | x fp32 | one network, 300 epochs + test |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in df.to_dict("records"):
+        test = "-" if pd.isna(r["test_img_s"]) else f"{r['test_img_s']:.0f}"
+        test_x = "-" if pd.isna(r["test_ratio"]) else f"{r['test_ratio']:.2f}x"
+        network = "-" if pd.isna(r["network_seconds"]) else f"{r['network_seconds']:.0f} s"
+        lines.append(f"| {r['ipc']} | {r['path']} | {r['train_img_s']:.0f} | {r['train_ratio']:.2f}x | "
+                     f"{r['of_limit']:.0%} | {test} | {test_x} | {network} |")
+    return "\n".join(lines)
+
+
+#: block name -> (result file under the repository root, renderer)
+BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
+    "study": ("results/study.csv", study_table),
+    "full-protocol": ("results/full_protocol.csv", full_protocol_table),
+    "ablations": ("results/ablations.csv", ablation_tables),
+    "precision": ("results/bench_evaluation_accuracy.csv", precision_table),
+    "throughput": ("results/bench_evaluation_throughput.csv", throughput_table),
+}
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if path.name.startswith("bench_") or path.name.startswith("ablations"):
+        return pd.read_csv(path)
+    return evaluation.read_results(path)
+
+
+def render_block(name: str, root: str | Path = ROOT) -> str:
+    """The text of block ``name`` from its result file under ``root``."""
+    if name not in BLOCKS:
+        raise ValueError(f"unknown README block {name!r}; known: {', '.join(BLOCKS)}")
+    rel, render = BLOCKS[name]
+    path = Path(root) / rel
+    if not path.is_file():
+        raise FileNotFoundError(f"README block {name!r} is generated from {rel}, which does not exist; "
+                                f"run the command that writes it (see coda_utils/report.py)")
+    return render(_read(path), rel).rstrip("\n") + "\n"
+
+
+def update_readme(readme: str | Path, root: str | Path = ROOT, check: bool = False) -> list[str]:
+    """Rewrite every generated block of ``readme`` from its result file (``check``: only compare).
+    Returns the names of the blocks that differed."""
+    readme = Path(readme)
+    text = readme.read_text()
+    changed = []
+
+    def replace(m: re.Match) -> str:
+        name = m.group("name")
+        body = render_block(name, root)
+        if body != m.group("body"):
+            changed.append(name)
+        return _BEGIN.format(name=name) + "\n" + body + _END.format(name=name)
+
+    new = _BLOCK.sub(replace, text)
+    if not check and new != text:
+        from .io import atomic_write
+
+        with atomic_write(readme, "w") as fh:
+            fh.write(new)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("readme", help="rewrite (or --check) the generated blocks of a README")
+    p.add_argument("readme", type=Path)
+    p.add_argument("--check", action="store_true", help="only compare; exit 1 if a block differs from its results")
+    args = parser.parse_args(argv)
+    changed = update_readme(args.readme, check=args.check)
+    verb = "differ from their result files" if args.check else "rewritten"
+    print(f"{args.readme}: {len(changed)} block(s) {verb}" + (f": {', '.join(changed)}" if changed else ""))
+    return 1 if (args.check and changed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The run folder: the one place that names the paths a stage reads or writes, and the
+selection seeds of each method.
+
+A study run (``runs/study`` by default) is laid out as::
+
+    latents/                          01: the per-class latent cache
+    discovery/ipc10_seed3.json        02: discovery of selection seed 3 (+ .npz, + umap2d_class0.npy)
+    sets/coda_r_ipc10_seed3/          02: set R of seed 3 (ImageFolder + manifest.json)
+    sets/kmeans_ipc10_seed3/          02: k-means nearest-real of seed 3
+    sets/herding_ipc10/               02: herding (deterministic: one set, no seed)
+    sets/random_real_ipc10_seed3/     04: the random-real draw of seed 3
+    sets/coda_g_ipc10_seed3/          03: G generated from R of seed 3 (also unguided, text_prompt)
+    frechet_ipc10_seed3.json          03: Frechet distances of seed 3's sets to target
+    trajectories_ipc10_seed3.npz      03: recorded x0 trajectories
+    eval/coda_g_ipc10/results.csv     04: one row per trained network, all seeds of the method
+    results.csv, results.md,          06: all networks; the summary over selection seeds;
+    contrasts.md                          the paired contrasts with their 95 % intervals
+    versions.json                     every stage: the installed versions it ran with
+
+Selection seeds (``selection_seed``) are a first-class axis: every selection or generation
+method that draws anything random takes one (the random-real draw, the k-means
+initialisation, discovery's UMAP ``random_state`` and k-means splits, the generator's per-image
+noise); :data:`DETERMINISTIC` methods (herding) make one set whatever the seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .io import package_versions, read_json, write_json
+
+__all__ = ["RunDir", "DETERMINISTIC", "STUDY_METHODS", "selection_seeds", "seeds_for", "networks_for"]
+
+#: methods whose set does not depend on a seed (herding is a greedy deterministic selection)
+DETERMINISTIC = ("herding",)
+#: the methods of the study, in the order of its tables
+STUDY_METHODS = ("random_real", "coda_r", "kmeans", "herding", "unguided", "text_prompt", "coda_g")
+
+
+def selection_seeds(value: int | str | Iterable[int]) -> list[int]:
+    """Normalise a ``selection_seeds`` parameter (one seed, a list, or a string such as
+    ``"0 1 2"`` / ``"0-4"``) to a list of distinct non-negative integers, in the given order.
+
+    Raises:
+        ValueError: naming ``selection_seeds`` and the bad value.
+    """
+    raw = value
+    if isinstance(value, str):
+        text = value.replace(",", " ").split()
+        value = []
+        for part in text:
+            if "-" in part.strip("-"):
+                lo, hi = part.split("-", 1)
+                value += list(range(int(lo), int(hi) + 1))
+            else:
+                value.append(part)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    try:
+        seeds = [int(s) for s in value]
+        ok = (all(float(s) == int(s) and not isinstance(s, bool) for s in value) and all(s >= 0 for s in seeds))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or not seeds:
+        raise ValueError(f"selection_seeds must be a non-negative integer or a non-empty list of them, got {raw!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"selection_seeds has repeated seeds: {raw!r}")
+    return seeds
+
+
+def seeds_for(method: str, seeds: Iterable[int]) -> list[int | None]:
+    """The selection seeds that make distinct sets of ``method``: ``[None]`` (one set) for a
+    :data:`DETERMINISTIC` method, else ``seeds``."""
+    return [None] if method in DETERMINISTIC else list(seeds)
+
+
+def networks_for(method: str, seeds: Iterable[int], repeats: int) -> list[tuple[int, int]]:
+    """``(selection_seed, networks)`` pairs to evaluate: ``repeats`` networks per seed, and for
+    a deterministic method (one set) as many networks as the others get sets in all, recorded
+    under selection seed 0, so that its row has as many evaluations and shows the spread
+    between networks alone."""
+    seeds = list(seeds)
+    if method in DETERMINISTIC:
+        return [(0, max(int(repeats), len(seeds) * int(repeats)))]
+    return [(s, int(repeats)) for s in seeds]
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Names every file and folder of one run directory (see the module docstring).
+
+    Args:
+        root: the run directory (created on the first write, never by this object).
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # 01 ---------------------------------------------------------------------------------
+    @property
+    def latents(self) -> Path:
+        """The latent cache of notebook 01."""
+        return self.root / "latents"
+
+    # 02 ---------------------------------------------------------------------------------
+    def discovery(self, ipc: int, seed: int) -> Path:
+        """Discovery of one selection seed: ``.json`` diagnostics (``.npz`` arrays beside it)."""
+        return self.root / "discovery" / f"ipc{int(ipc)}_seed{int(seed)}.json"
+
+    def umap2d(self, ipc: int, seed: int, class_index: int) -> Path:
+        """The 2-D UMAP of one class drawn by notebook 02 (redrawn by 06)."""
+        return self.root / "discovery" / f"ipc{int(ipc)}_seed{int(seed)}_umap2d_class{int(class_index)}.npy"
+
+    # sets -------------------------------------------------------------------------------
+    def set_dir(self, method: str, ipc: int, seed: int | None, suffix: str = "") -> Path:
+        """The ImageFolder of ``method`` at ``ipc`` for selection seed ``seed`` (no seed for a
+        deterministic method: pass ``None`` or any seed)."""
+        name = f"{method}_ipc{int(ipc)}"
+        if method not in DETERMINISTIC:
+            if seed is None:
+                raise ValueError(f"{method} is drawn per selection seed; pass seed=")
+            name += f"_seed{int(seed)}"
+        return self.root / "sets" / f"{name}{suffix}"
+
+    # 03 ---------------------------------------------------------------------------------
+    def frechet(self, ipc: int, seed: int, suffix: str = "") -> Path:
+        return self.root / f"frechet_ipc{int(ipc)}_seed{int(seed)}{suffix}.json"
+
+    def trajectories(self, ipc: int, seed: int) -> Path:
+        return self.root / f"trajectories_ipc{int(ipc)}_seed{int(seed)}.npz"
+
+    # 04 ---------------------------------------------------------------------------------
+    def eval_dir(self, method: str, ipc: int) -> Path:
+        """Where notebook 04 keeps one method's evaluation (its results, notebook, figure)."""
+        return self.root / "eval" / f"{method}_ipc{int(ipc)}"
+
+    def results(self, method: str, ipc: int) -> Path:
+        """One row per trained network of ``method`` at ``ipc`` (all its selection seeds)."""
+        return self.eval_dir(method, ipc) / "results.csv"
+
+    def all_results(self) -> list[Path]:
+        """Every results file of the run's evaluations."""
+        return sorted((self.root / "eval").glob("*/results.csv"))
+
+    # 06 ---------------------------------------------------------------------------------
+    @property
+    def results_csv(self) -> Path:
+        """All networks of the run in one file (written by 06)."""
+        return self.root / "results.csv"
+
+    @property
+    def results_md(self) -> Path:
+        return self.root / "results.md"
+
+    @property
+    def contrasts_md(self) -> Path:
+        return self.root / "contrasts.md"
+
+    @property
+    def figures(self) -> Path:
+        """The run's own figures."""
+        return self.root / "figures"
+
+    # every stage -------------------------------------------------------------------------
+    @property
+    def versions(self) -> Path:
+        return self.root / "versions.json"
+
+    def record_versions(self, stage: str) -> dict:
+        """Record the installed versions of the packages that decide a result (torch,
+        diffusers, umap-learn, pynndescent, numba, hdbscan, scikit-learn, numpy, ...) under
+        ``stage`` in ``versions.json``; returns them. A stage that ran with other versions
+        than an earlier stage of the run is visible there."""
+        versions = package_versions()
+        old = read_json(self.versions) if self.versions.is_file() else {}
+        old[stage] = versions
+        write_json(self.versions, old)
+        return versions

@@ -1,0 +1,65 @@
+"""The README's results tables are generated from the published result files, never typed."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coda_utils import report
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_tables_match_the_result_files():
+    """Every generated block of README.md equals what its result file renders (`make readme`)."""
+    assert report.update_readme(ROOT / "README.md", check=True) == []
+
+
+def _study_rows(methods=("random_real", "coda_r", "coda_g"), seeds=5):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, m in enumerate(methods):
+        for s in range(seeds):
+            rows.append({"method": m, "ipc": 10, "arch": "convnet3", "protocol": "dc", "selection_seed": s, "seed": 1000 * s,
+                         "acc": 70 + i + rng.normal(0, 0.5), "acc_best": 71.0, "train_seconds": 1.0, "epochs": 150,
+                         "precision": "bf16"})
+    rows += [{**rows[0], "method": "herding", "selection_seed": 0, "seed": r, "acc": 72.0 + 0.1 * r} for r in range(5)]
+    return pd.DataFrame(rows)
+
+
+def test_a_changed_number_in_the_readme_is_caught(tmp_path):
+    (tmp_path / "results").mkdir()
+    _study_rows().to_csv(tmp_path / "results" / "study.csv", index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- generated: study (python -m coda_utils.report readme README.md) -->\n"
+                      "typed by hand\n<!-- end generated: study -->\n\nafter\n")
+    assert report.update_readme(readme, root=tmp_path) == ["study"]
+    text = readme.read_text()
+    assert "typed by hand" not in text and text.endswith("\n\nafter\n") and "coda_g - random_real" in text
+    assert report.update_readme(readme, root=tmp_path, check=True) == []
+    first = next(line for line in text.splitlines() if line.startswith("| coda_g |"))
+    tampered = first.replace(first.split("|")[2], " 99.9 ± 0.1 ")
+    readme.write_text(text.replace(first, tampered))
+    assert report.update_readme(readme, root=tmp_path, check=True) == ["study"]
+
+
+def test_study_table_reports_seeds_networks_and_contrasts():
+    text = report.study_table(_study_rows(), "results/study.csv")
+    assert "Mean ± std over 5 selection seeds" in text and "| herding | 10 | 72.2 | 0.2 |" in text
+    assert "| 5 x 1 |" in text and "| 1 x 5 |" in text
+    assert "`coda_r - random_real`" in text and "paired t" in text and "5 pairs" in text
+    assert "convnet3, dc protocol, 150 epochs, bf16" in text
+
+
+def test_full_protocol_table_has_a_column_per_ipc():
+    df = pd.concat([_study_rows(), _study_rows().assign(ipc=50, acc=lambda d: d.acc + 5)])
+    text = report.full_protocol_table(df, "results/full_protocol.csv")
+    assert "| method | IPC 10 | IPC 50 |" in text and text.count("`coda_g - coda_r`") == 2
+
+
+def test_a_block_without_its_result_file_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="results/full_protocol.csv"):
+        report.render_block("full-protocol", root=tmp_path)
+    with pytest.raises(ValueError, match="unknown README block"):
+        report.render_block("nope", root=tmp_path)
