@@ -53,13 +53,20 @@ help:
 	@echo "             (make study RUN=other: the study into runs/other, nothing published)"
 
 # The environment: exact versions and hashes from the lock (torch: the CPU wheel of the machine's
-# wheel directory, never a CUDA build), then the project itself without dependencies.
+# wheel directory, never a CUDA build), then the project itself without dependencies. The stamp
+# records what the venv was made from: the lock, pyproject.toml and this checkout's path. A venv
+# made from exactly that (a fresh clone's mtimes do not matter) is used as it is; one made for
+# another lock or another checkout (a venv shared between clones) is brought to this lock (pip
+# changes only the packages pinned differently) and the project is installed from this checkout.
+ENV_ID = $$(cat pyproject.toml $(LOCK) | sha256sum | cut -c1-16) $(CURDIR)
 $(STAMP): pyproject.toml $(LOCK)
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
-	$(PY) -m coda_utils.environment --check-installed
-	@touch $(STAMP)
+	@if [ -f $(STAMP) ] && [ "$$(cat $(STAMP))" = "$(ENV_ID)" ]; then touch $(STAMP); exit 0; fi; \
+	test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	if [ -f $(STAMP) ]; then echo "$(VENV) was made from another lock or checkout ($$(cat $(STAMP))): bringing it to this one"; fi; \
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r $(LOCK) && \
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . && \
+	$(PY) -m coda_utils.environment --check-installed && \
+	echo "$(ENV_ID)" > $(STAMP)
 
 # Re-resolve the lock from pyproject.toml with pip-tools (in its own throw-away venv), then pin
 # environment.yml to the same versions. Run after changing a dependency; commit both files.
@@ -158,7 +165,8 @@ test: unit nbval
 prior: data
 	@mkdir -p runs/prior-build
 	$(PM) notebooks/00_build_prior.ipynb runs/prior-build/00_build_prior.ipynb \
-	    -p out_dir data/models/fashion-prior -p overwrite_shipped True -p work_dir runs/prior-build -p device $(DEVICE)
+	    -p out_dir data/models/fashion-prior -p overwrite_shipped True -p work_dir runs/prior-build -p device $(DEVICE) \
+	    -p figures_dir figures
 
 bench: data
 	$(PY) benchmarks/bench_evaluation.py

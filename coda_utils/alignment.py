@@ -37,7 +37,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .io import atomic_write, package_versions, read_json, save_image, write_json
+from .io import atomic_write, exclusive, package_versions, read_json, save_image, write_json
 
 __all__ = [
     "GuidanceConfig",
@@ -359,12 +359,20 @@ def generate_set(
     resumes image by image, but only images made with the same settings (model fingerprint,
     parameters, prompts, representatives; recorded in ``.settings.json`` before the first
     image): a folder made otherwise raises :class:`StaleSetError`. Each file is written atomically. ``manifest.json`` (prompt,
-    representative index, seed per image, parameters, model id, versions) is written last.
+    representative index, seed per image, parameters, model id, versions) is written last, after
+    every image; while images are missing the folder has no manifest, so no later stage takes it
+    for a finished set. The folder is locked while it is written: a second process generating
+    into it is refused (:class:`~coda_utils.io.FolderBusyError`).
     """
     from tqdm.auto import tqdm
 
+    # 1. Check inputs
     guidance = guidance or GuidanceConfig()
     out_dir = Path(out_dir)
+    if int(steps) < 1:
+        raise ValueError(f"steps must be at least 1, got {steps!r} (parameter `steps`)")
+    if int(ipc) < 1 or int(batch_size) < 1:
+        raise ValueError(f"ipc and batch_size must be at least 1, got {ipc!r} and {batch_size!r}")
     jobs = [(c, k) for c in range(len(class_ids)) for k in range(ipc)]
     if z_reps is not None:
         for c, z in enumerate(z_reps):
@@ -378,41 +386,47 @@ def generate_set(
                   "refiner_start": refiner_start if refiner is not None else None,
                   "native_size": list(native_size) if native_size else None, "resize": resize}
     fingerprint = model_fingerprint(pipe)
-    _check_or_record_settings(out_dir, {
-        "classes": list(class_ids), "prompts": list(prompts), "parameters": parameters,
-        "model": fingerprint, "refiner": model_fingerprint(refiner) if refiner is not None else None,
-        "representatives": _hash_representatives(z_reps, ipc) if z_reps is not None and guidance.gamma > 0 else None})
-    todo = [(c, k) for c, k in jobs if not (out_dir / class_ids[c] / f"{k:04d}.png").exists()]
-    t0 = time.perf_counter()
-    with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=method, disable=not progress, unit="img") as bar:
-        for i in range(0, len(todo), batch_size):
-            chunk = todo[i:i + batch_size]
-            z = None
-            if z_reps is not None and guidance.gamma > 0:
-                z = torch.stack([torch.as_tensor(np.asarray(z_reps[c][k], dtype=np.float32)) for c, k in chunk])
-            imgs, _ = generate(pipe, [prompts[c] for c, _ in chunk], [sample_seed(seed, c, k) for c, k in chunk], z,
-                               guidance, cfg_scale, steps, negative_prompt, refiner=refiner, refiner_start=refiner_start)
-            if native_size is not None:
-                imgs = latents_to_native(imgs, native_size, resize)
-            for (c, k), img in zip(chunk, imgs):
-                save_image(out_dir / class_ids[c] / f"{k:04d}.png", img.numpy())
-            bar.update(len(chunk))
-    manifest = {
-        "method": method,
-        "ipc": int(ipc),
-        "classes": list(class_ids),
-        "model_id": model_id,
-        "model_fingerprint": fingerprint,
-        "parameters": parameters,
-        "files": [f"{class_ids[c]}/{k:04d}.png" for c, k in jobs],
-        "images": [{"class": class_ids[c], "k": k, "prompt": prompts[c], "representative": k if z_reps is not None else None,
-                    "seed": sample_seed(seed, c, k)} for c, k in jobs],
-        "generation_seconds_this_call": time.perf_counter() - t0,
-        "versions": package_versions(),
-        **(extra or {}),
-    }
-    write_json(out_dir / "manifest.json", manifest)
-    return out_dir
+    with exclusive(out_dir):
+        # 2. Resume only what these very settings made (recorded before the first image)
+        _check_or_record_settings(out_dir, {
+            "classes": list(class_ids), "prompts": list(prompts), "parameters": parameters,
+            "model": fingerprint, "refiner": model_fingerprint(refiner) if refiner is not None else None,
+            "representatives": _hash_representatives(z_reps, ipc) if z_reps is not None and guidance.gamma > 0 else None})
+        todo = [(c, k) for c, k in jobs if not (out_dir / class_ids[c] / f"{k:04d}.png").exists()]
+        if todo and (out_dir / "manifest.json").exists():  # complete or absent: no manifest while images are missing
+            (out_dir / "manifest.json").unlink()
+        # 3. Denoising, a batch of (class, k) at a time, each image written atomically as it comes
+        t0 = time.perf_counter()
+        with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=method, disable=not progress, unit="img") as bar:
+            for i in range(0, len(todo), batch_size):
+                chunk = todo[i:i + batch_size]
+                z = None
+                if z_reps is not None and guidance.gamma > 0:
+                    z = torch.stack([torch.as_tensor(np.asarray(z_reps[c][k], dtype=np.float32)) for c, k in chunk])
+                imgs, _ = generate(pipe, [prompts[c] for c, _ in chunk], [sample_seed(seed, c, k) for c, k in chunk], z,
+                                   guidance, cfg_scale, steps, negative_prompt, refiner=refiner, refiner_start=refiner_start)
+                if native_size is not None:
+                    imgs = latents_to_native(imgs, native_size, resize)
+                for (c, k), img in zip(chunk, imgs):
+                    save_image(out_dir / class_ids[c] / f"{k:04d}.png", img.numpy())
+                bar.update(len(chunk))
+        # 4. The manifest last: its presence marks a complete set
+        manifest = {
+            "method": method,
+            "ipc": int(ipc),
+            "classes": list(class_ids),
+            "model_id": model_id,
+            "model_fingerprint": fingerprint,
+            "parameters": parameters,
+            "files": [f"{class_ids[c]}/{k:04d}.png" for c, k in jobs],
+            "images": [{"class": class_ids[c], "k": k, "prompt": prompts[c], "representative": k if z_reps is not None else None,
+                        "seed": sample_seed(seed, c, k)} for c, k in jobs],
+            "generation_seconds_this_call": time.perf_counter() - t0,
+            "versions": package_versions(),
+            **(extra or {}),
+        }
+        write_json(out_dir / "manifest.json", manifest)
+        return out_dir
 
 
 # --------------------------------------------------------------------------------------

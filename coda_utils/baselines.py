@@ -58,8 +58,13 @@ def random_real(data: LabeledImages, ipc: int, seed: int = 0) -> np.ndarray:
 
 def export_selection(data: LabeledImages, indices: np.ndarray, out_dir: str | Path, method: str,
                      ipc: int, extra: dict | None = None) -> Path:
-    """Write the selected real images as ``out_dir/<class>/<k>.png`` at native resolution with a
-    ``manifest.json`` (method, ipc, source indices, classes)."""
+    """Write the selected real images as ``out_dir/<class>/<k>.png`` with a ``manifest.json``
+    (method, ipc, source indices, classes, the resize policy).
+
+    Images are written at ``data``'s export size: the native size when all images share one
+    (Fashion-MNIST: 28x28), else the size of ``data``'s resize policy (attach the latent cache's
+    with ``data.with_policy(cache.policy)``), so that R and the generated sets of one run have
+    the same size."""
     indices = np.asarray(indices)
     images = data.load(indices).numpy()
     manifest = {
@@ -68,6 +73,8 @@ def export_selection(data: LabeledImages, indices: np.ndarray, out_dir: str | Pa
         "dataset": data.name,
         "class_names": data.class_names,
         "source_indices": data.source_indices[indices].tolist(),
+        "image_size": list(images.shape[-2:]),
+        "resize_policy": None if data.policy is None else data.policy.to_dict(),
         **(extra or {}),
     }
     return export_image_folder(out_dir, images, data.labels[indices], data.classes, manifest)

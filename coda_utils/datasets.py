@@ -17,6 +17,14 @@ test      t10k (10,000)          only the final evaluation
 For choosing settings without touching ``test`` (the guidance scale, say), ``target`` is
 further split into ``target_fit`` (train[50000:58000], distilled while choosing) and
 ``target_val`` (train[58000:60000], the held-out images the choice is judged on).
+
+Image sizes: an ImageFolder tree (every ImageNet subset) holds images of many sizes and aspect
+ratios. How they reach the text-to-image model's native size is a :class:`ResizePolicy`,
+decided once from the sizes of **all** images (:func:`decide_resize`) and recorded with the
+latent cache and in every set's manifest, so that encoding (01), the export of R and the
+baselines (02), generation (03) and the random-real sets (04) treat every image alike. A
+dataset with a policy attached (:meth:`LabeledImages.with_policy`) loads at the policy's
+size when no size is given.
 """
 from __future__ import annotations
 
@@ -45,7 +53,12 @@ __all__ = [
     "imagenet_subset",
     "imagenet_class_names",
     "resize_images",
+    "RESIZE_MODES",
+    "ResizePolicy",
+    "decide_resize",
+    "size_summary",
     "DatasetNotFoundError",
+    "DATASETS",
 ]
 
 FASHION_MNIST_CLASSES = [
@@ -73,6 +86,10 @@ IMAGENET_SUBSETS = [
     "imagenet-100", "imagenet-1k",
 ]
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jpe"}
+#: how an image reaches another size: keep the aspect ratio and crop, stretch, or zero-pad
+RESIZE_MODES = ("center_crop", "squash", "pad")
+#: the names :func:`load_dataset` accepts
+DATASETS = ("fashion-mnist", "folder", *IMAGENET_SUBSETS)
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -93,8 +110,12 @@ class LabeledImages:
         labels: ``int64`` array with one label per image.
         source_indices: index of each image in its source (split offset included), recorded
             in manifests so a selection can be traced back.
-        native_size: (H, W) every image is loaded at by default; ``None`` for folders of
-            mixed sizes, which then need an explicit size.
+        native_size: (H, W) of every image when all have the same size; ``None`` for folders of
+            mixed sizes, which load at their :attr:`policy`'s size (or an explicit size).
+        sizes: ``N x 2`` (H, W) of every image, read when the tree is listed (``None``: all
+            ``native_size``).
+        policy: the :class:`ResizePolicy` a size-less :meth:`load` follows (see
+            :meth:`with_policy`).
     """
 
     name: str
@@ -106,6 +127,8 @@ class LabeledImages:
     _pixels: torch.Tensor | None = field(default=None, repr=False)
     paths: list[Path] | None = field(default=None, repr=False)
     skipped: list[str] = field(default_factory=list, repr=False)
+    sizes: np.ndarray | None = field(default=None, repr=False)
+    policy: "ResizePolicy | None" = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -130,22 +153,49 @@ class LabeledImages:
     def counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.num_classes)
 
+    def image_sizes(self) -> np.ndarray:
+        """``N x 2`` (H, W) of every image."""
+        if self.sizes is not None:
+            return self.sizes
+        if self.native_size is None:
+            raise ValueError(f"{self.name}: no image sizes recorded")
+        return np.tile(np.asarray(self.native_size, dtype=np.int64), (len(self), 1))
+
+    def with_policy(self, policy: "ResizePolicy") -> "LabeledImages":
+        """The same dataset, loading at ``policy``'s export size and mode when no size is given."""
+        from dataclasses import replace
+
+        return replace(self, policy=policy)
+
+    @property
+    def export_size(self) -> tuple[int, int] | None:
+        """The size sets are exported at: the native size, else the policy's (model) size."""
+        if self.native_size is not None:
+            return self.native_size
+        return None if self.policy is None else tuple(self.policy.size)
+
     def load(self, indices: Sequence[int] | np.ndarray | None = None, size: int | tuple[int, int] | None = None,
-             resize: str = "center_crop", progress: bool = False) -> torch.Tensor:
+             resize: str | None = None, progress: bool = False) -> torch.Tensor:
         """Load images as ``uint8`` ``N x C x H x W``.
 
         Args:
             indices: positions to load (default: all).
-            size: output size; default the native size.
-            resize: ``"center_crop"`` (shorter side to ``size``, then centre crop; keeps the
-                aspect ratio), ``"squash"`` (plain resize, aspect ratio not kept, as the CoDA
-                reference does for SDXL) or ``"pad"`` (zero-pad a smaller image, e.g. 28 -> 32).
+            size: output size; default :attr:`export_size` (the native size, or for a tree of
+                mixed sizes its policy's size).
+            resize: ``"center_crop"`` (the largest centred region of the output's aspect ratio,
+                resized; keeps the aspect ratio), ``"squash"`` (plain resize, aspect ratio not
+                kept, as the CoDA reference does for SDXL) or ``"pad"`` (zero-pad a smaller
+                image, e.g. 28 -> 32); default the policy's mode, else ``"center_crop"``.
         """
         idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
         if size is None:
-            if self.native_size is None:
-                raise ValueError(f"{self.name}: images have mixed sizes; pass size=")
-            size = self.native_size
+            size = self.export_size
+            if size is None:
+                raise ValueError(
+                    f"{self.name}: images have mixed sizes ({_describe(self.sizes)}); load them through a resize "
+                    "policy (datasets.decide_resize, recorded with the latent cache of notebook 01) or pass size=")
+        if resize is None:
+            resize = self.policy.mode if self.policy is not None else "center_crop"
         size = (size, size) if isinstance(size, int) else tuple(size)
         if self._pixels is not None:
             return resize_images(self._pixels[torch.as_tensor(idx)], size, resize)
@@ -156,7 +206,10 @@ class LabeledImages:
             from tqdm.auto import tqdm
             it = tqdm(idx, desc=f"loading {self.name}", unit="img")
         for j, i in enumerate(it):
-            out[j] = resize_images(_read_image(self.paths[i]), size, resize)[0]
+            try:
+                out[j] = resize_images(_read_image(self.paths[i]), size, resize)[0]
+            except ValueError as e:
+                raise ValueError(f"{self.paths[i]}: {e}") from None
         return out
 
     def subset(self, indices: Sequence[int] | np.ndarray, name: str | None = None) -> "LabeledImages":
@@ -170,6 +223,8 @@ class LabeledImages:
             native_size=self.native_size,
             _pixels=None if self._pixels is None else self._pixels[torch.as_tensor(idx)],
             paths=None if self.paths is None else [self.paths[i] for i in idx],
+            sizes=None if self.sizes is None else self.sizes[idx],
+            policy=self.policy,
         )
 
 
@@ -181,23 +236,111 @@ def resize_images(x: torch.Tensor, size: tuple[int, int], mode: str = "center_cr
     th, tw = size
     if (h, w) == (th, tw):
         return x
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize must be 'center_crop', 'squash' or 'pad', not {mode!r}")
     if mode == "pad":
         if h > th or w > tw:
-            raise ValueError(f"cannot pad {h}x{w} images to the smaller {th}x{tw}")
+            raise ValueError(f"cannot pad a {h}x{w} image into the smaller {th}x{tw}; "
+                             "use resize='squash' (the reference) or 'center_crop'")
         top, left = (th - h) // 2, (tw - w) // 2
         return F.pad(x, (left, tw - w - left, top, th - h - top))
-    xf = x.float()
-    if mode == "squash":
-        y = F.interpolate(xf, size=(th, tw), mode="bilinear", antialias=True, align_corners=False)
-    elif mode == "center_crop":
-        scale = max(th / h, tw / w)
-        nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
-        y = F.interpolate(xf, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-        top, left = (nh - th) // 2, (nw - tw) // 2
-        y = y[..., top:top + th, left:left + tw]
-    else:
-        raise ValueError(f"resize must be 'center_crop', 'squash' or 'pad', not {mode!r}")
+    if mode == "center_crop":
+        # the largest centred region with the output's aspect ratio, then resized: the
+        # intermediate image is never larger than the input (a 50x2000 strip stays cheap)
+        ch, cw = (h, max(1, round(h * tw / th))) if w * th > h * tw else (max(1, round(w * th / tw)), w)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        x = x[..., top:top + ch, left:left + cw]
+        if (ch, cw) == (th, tw):
+            return x
+    y = F.interpolate(x.float(), size=(th, tw), mode="bilinear", antialias=True, align_corners=False)
     return y.round().clamp(0, 255).to(torch.uint8)
+
+
+def _describe(sizes: np.ndarray | None) -> str:
+    if sizes is None or not len(sizes):
+        return "sizes unknown"
+    u = np.unique(sizes, axis=0)
+    return (f"{len(u)} distinct sizes from {sizes[:, 0].min()}x{sizes[:, 1].min()} "
+            f"to {sizes[:, 0].max()}x{sizes[:, 1].max()} (HxW)")
+
+
+def size_summary(sizes: np.ndarray) -> dict:
+    """What a resize policy saw: image count, distinct sizes, smallest and largest height and
+    width, the most extreme aspect ratio, and the five most common sizes (H, W, count)."""
+    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+    if not len(sizes):
+        return {"images": 0}
+    u, counts = np.unique(sizes, axis=0, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:5]
+    aspect = np.maximum(sizes[:, 0] / sizes[:, 1], sizes[:, 1] / sizes[:, 0])
+    return {"images": int(len(sizes)), "distinct": int(len(u)),
+            "height": [int(sizes[:, 0].min()), int(sizes[:, 0].max())],
+            "width": [int(sizes[:, 1].min()), int(sizes[:, 1].max())],
+            "max_aspect_ratio": round(float(aspect.max()), 3),
+            "most_common": [[int(u[i, 0]), int(u[i, 1]), int(counts[i])] for i in order]}
+
+
+@dataclass(frozen=True)
+class ResizePolicy:
+    """How every image of a dataset reaches the model's native size, decided once from all
+    images (:func:`decide_resize`).
+
+    Attributes:
+        size: (H, W) the model works at (the VAE's ``sample_size``): encoding and generation.
+        mode: ``"pad"``, ``"squash"`` or ``"center_crop"``: how an image reaches ``size``.
+        native: the dataset's one image size, ``None`` when sizes are mixed. Sets are exported
+            at ``native`` when there is one (generated images are brought back to it with the
+            inverse of ``mode``), else at ``size``.
+        sizes: :func:`size_summary` of the images the policy was decided on.
+    """
+
+    size: tuple[int, int]
+    mode: str
+    native: tuple[int, int] | None
+    sizes: dict
+
+    @property
+    def export_size(self) -> tuple[int, int]:
+        return tuple(self.native) if self.native is not None else tuple(self.size)
+
+    def to_dict(self) -> dict:
+        return {"size": list(self.size), "mode": self.mode, "native": list(self.native) if self.native else None,
+                "export_size": list(self.export_size), "sizes": self.sizes}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ResizePolicy":
+        return cls(tuple(d["size"]), d["mode"], tuple(d["native"]) if d.get("native") else None, dict(d.get("sizes", {})))
+
+
+def decide_resize(data: "LabeledImages", size: int | tuple[int, int], resize: str | None = None) -> ResizePolicy:
+    """The resize policy for ``data`` at the model's ``size``, from the sizes of all its images.
+
+    Default (``resize=None``): ``"pad"`` when every image has the same size and fits into
+    ``size`` (Fashion-MNIST's 28x28 into the prior's 32x32: every pixel kept, nothing
+    interpolated), otherwise ``"squash"``, what the CoDA reference does for ImageNet (every
+    image resized to SDXL's 1024x1024, aspect ratio not kept). ``"center_crop"`` keeps the
+    aspect ratio and crops. Mixed sizes are normal input.
+
+    Raises:
+        ValueError: ``resize`` is not a mode, or ``"pad"`` is asked for images larger than
+            ``size`` (the message names the first such file and the parameter that fixes it).
+    """
+    size = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(v) for v in size)
+    sizes = data.image_sizes()
+    larger = (sizes[:, 0] > size[0]) | (sizes[:, 1] > size[1])
+    if resize is None:
+        mode = "pad" if data.native_size is not None and not larger.any() else "squash"
+    elif resize in RESIZE_MODES:
+        mode = resize
+    else:
+        raise ValueError(f"resize={resize!r} is not a resize mode; choose one of {', '.join(RESIZE_MODES)} (parameter `resize`)")
+    if mode == "pad" and larger.any():
+        i = int(np.flatnonzero(larger)[0])
+        where = str(data.paths[i]) if data.paths is not None else f"{data.name} image {i}"
+        raise ValueError(f"resize='pad' cannot fit {where} ({sizes[i, 0]}x{sizes[i, 1]}, HxW) into {size[0]}x{size[1]}"
+                         f"{f' (and {int(larger.sum()) - 1} more images)' if larger.sum() > 1 else ''}; "
+                         "pass resize='squash' (the reference) or 'center_crop' (notebook parameter `resize`)")
+    return ResizePolicy(size, mode, data.native_size, size_summary(sizes))
 
 
 # --------------------------------------------------------------------------------------
@@ -309,15 +452,31 @@ def _read_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
-def _readable(path: Path) -> bool:
+def _image_size(path: Path, decode: bool) -> tuple[int, int] | None:
+    """(H, W) of an image file, ``None`` when it cannot be read (``decode``: decode it fully, so
+    that a truncated file is caught, not only a bad header)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            im.load()
-        return True
+            if decode:
+                im.load()
+            w, h = im.size
+        return (h, w) if h > 0 and w > 0 else None
     except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
-        return False
+        return None
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files below ``folder``, nested folders included (as torchvision's ImageFolder),
+    hidden files and folders skipped, in sorted path order."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(filenames):
+            if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS:
+                out.append(Path(dirpath) / f)
+    return sorted(out)
 
 
 def load_image_folder(
@@ -335,8 +494,13 @@ def load_image_folder(
             folders are used, in the subset's order, and class names come from ImageNet.
         class_names: names for the class folders (dict id -> name, or a list in folder
             order); by default ImageNet names for WNID folders, otherwise the folder name.
-        verify: decode every image once and skip unreadable ones with a warning (the number
-            skipped is reported at the end and kept in ``.skipped``).
+        verify: decode every image once and skip unreadable ones (truncated, empty, not an
+            image) with a warning (the number skipped is reported at the end and kept in
+            ``.skipped``); without it only the headers are read.
+
+    Images in nested folders below a class folder belong to that class (as in torchvision's
+    ``ImageFolder``). The size of every image is recorded (``.sizes``); ``native_size`` is set
+    only when all sizes are equal.
     """
     root = Path(root)
     if not root.is_dir():
@@ -365,31 +529,27 @@ def load_image_folder(
 
     paths: list[Path] = []
     labels: list[int] = []
+    sizes: list[tuple[int, int]] = []
     skipped: list[str] = []
     for c, cid in enumerate(classes):
-        files = sorted(p for p in (root / cid).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         good = 0
-        for p in files:
-            if verify and not _readable(p):
+        for p in _image_files(root / cid):
+            hw = _image_size(p, decode=verify)
+            if hw is None:
                 skipped.append(str(p))
                 if len(skipped) <= 5:
                     warnings.warn(f"skipping unreadable image {p}", stacklevel=2)
                 continue
             paths.append(p)
             labels.append(c)
+            sizes.append(hw)
             good += 1
         if good == 0:
             raise DatasetNotFoundError(f"class folder {root / cid} has no readable image")
     if skipped:
         warnings.warn(f"{root}: skipped {len(skipped)} unreadable image(s) in total", stacklevel=2)
-    sizes = set()
-    if paths:
-        from PIL import Image
-
-        for p in paths[: min(len(paths), 64)]:
-            with Image.open(p) as im:
-                sizes.add(im.size[::-1])
-    native = sizes.pop() if len(sizes) == 1 else None
+    distinct = set(sizes)
+    native = distinct.pop() if len(distinct) == 1 else None
     return LabeledImages(
         name=name or (subset or root.name),
         classes=list(classes),
@@ -399,19 +559,21 @@ def load_image_folder(
         native_size=native,
         paths=paths,
         skipped=skipped,
+        sizes=np.asarray(sizes, dtype=np.int64).reshape(-1, 2),
     )
 
 
 def load_dataset(name: str, split: str = "target", root: str | os.PathLike | None = None) -> LabeledImages:
     """One entry point for notebooks: ``fashion-mnist`` (split pool/target/test), an ImageNet
     subset name (``root`` = the ImageNet train or val tree for that split) or ``folder``."""
-    key = name.lower()
+    key = str(name).lower()
     if key in ("fashion-mnist", "fashion_mnist", "fmnist"):
         return load_fashion_mnist(split, root)
+    if key not in IMAGENET_SUBSETS and key not in ("folder", "imagefolder"):
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} (parameter `dataset`)")
     if root is None:
-        raise ValueError(f"dataset {name!r} needs root= (an ImageFolder directory)")
+        raise ValueError(f"dataset {name!r} is an ImageFolder tree: pass its root (parameter `data_root`, "
+                         "or `test_root` for the test split)")
     if key in IMAGENET_SUBSETS:
         return load_image_folder(root, subset=key, name=f"{key}-{split}")
-    if key in ("folder", "imagefolder"):
-        return load_image_folder(root)
-    raise ValueError(f"unknown dataset {name!r}; use fashion-mnist, folder or one of {', '.join(IMAGENET_SUBSETS)}")
+    return load_image_folder(root, name=f"{Path(root).name}-{split}")

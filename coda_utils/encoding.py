@@ -5,15 +5,19 @@ sampling) times ``vae.config.scaling_factor`` (minus ``shift_factor`` first, for
 SD3 / Flux that declare one; SD 1.x, SDXL and the embedded prior do not). For SDXL at
 1024x1024 that is 4x128x128 = 65,536 numbers per image; for the embedded prior (32x32) 4x8x8.
 
-Preprocessing is tied to the pipeline's native resolution ``vae.config.sample_size``:
+Preprocessing is tied to the pipeline's native resolution ``vae.config.sample_size`` through
+one :class:`~coda_utils.datasets.ResizePolicy`, decided from the sizes of all images
+(:func:`~coda_utils.datasets.decide_resize`) and recorded in ``cache.json``, where notebooks
+02-04 read it back (:attr:`LatentCache.policy`):
 
 * ``"pad"``: zero-pad smaller images (Fashion-MNIST 28x28 -> 32x32, as the prior was trained);
 * ``"squash"``: plain resize, aspect ratio not kept (what the CoDA reference does for SDXL);
-* ``"center_crop"``: shorter side to the size, then a centre crop (aspect ratio kept).
+* ``"center_crop"``: the largest centred region of the output's aspect ratio, resized.
 
-The default is ``"pad"`` when the dataset's images are all smaller than the native size and
-``"squash"`` otherwise. Pixels go to ``[-1, 1]``; grayscale images are repeated to three
-channels for a 3-channel VAE (and RGB images converted to luma for a 1-channel one).
+The default is ``"pad"`` when all images have one size no larger than the native size and
+``"squash"`` otherwise (every ImageNet tree). Pixels go to ``[-1, 1]``; grayscale images are
+repeated to three channels for a 3-channel VAE (and RGB images converted to luma for a
+1-channel one).
 
 fp16: the stock SDXL VAE overflows in float16 (NaN latents). Encode SDXL in float16 only with
 the fp16-safe VAE ``madebyollin/sdxl-vae-fp16-fix`` (what the reference does), e.g.
@@ -24,9 +28,9 @@ asked for float16, and any NaN / infinite latent is an error naming the image.
 
 The cache (:class:`LatentCache`) is a directory::
 
-    cache_dir/cache.json             settings (encoder, resolution, resize, dtypes, dataset,
-                                     images per class, a hash of the source indices) and the
-                                     list of finished classes
+    cache_dir/cache.json             settings (encoder, resolution, resize policy and the image
+                                     sizes it saw, dtypes, dataset, images per class, a hash
+                                     of the source indices) and the list of finished classes
     cache_dir/class_0000.npy         latents of class 0, n_0 x C x h x w (float32 or float16)
     cache_dir/class_0000.index.npy   positions (into the dataset) and source indices, 2 x n_0
 
@@ -48,8 +52,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .datasets import REPO_ROOT, LabeledImages
-from .io import atomic_write, read_json, write_json
+from .datasets import REPO_ROOT, LabeledImages, ResizePolicy, decide_resize
+from .io import atomic_write, exclusive, read_json, write_json
 
 __all__ = [
     "CACHE_FORMAT",
@@ -60,12 +64,12 @@ __all__ = [
     "load_vae",
     "resolve_model_path",
     "vae_fingerprint",
-    "default_resize",
     "native_size",
     "preprocess",
     "encode_images",
     "decode_latents",
     "encode_dataset",
+    "run_policy",
     "limit_dataset",
     "reconstruction_grid",
 ]
@@ -167,14 +171,6 @@ def native_size(vae) -> tuple[int, int]:
     if isinstance(s, (list, tuple)):
         return int(s[0]), int(s[1])
     return int(s), int(s)
-
-
-def default_resize(data: LabeledImages, size: tuple[int, int]) -> str:
-    """``"pad"`` when every image is no larger than ``size`` (Fashion-MNIST 28 -> 32), else
-    ``"squash"`` (the reference's policy for ImageNet at SDXL's 1024x1024)."""
-    if data.native_size is not None and data.native_size[0] <= size[0] and data.native_size[1] <= size[1]:
-        return "pad"
-    return "squash"
 
 
 def preprocess(images: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -364,6 +360,14 @@ class LatentCache:
             raise StaleCacheError(f"latent cache {self.root} was made with encoder {self.meta['encoder']['id']!r}, "
                                   f"not {str(encoder_id)!r}; encode again with that model (notebooks/01_encode.ipynb)")
 
+    @property
+    def policy(self) -> ResizePolicy:
+        """The resize policy the images were encoded with (sets are exported with it too)."""
+        if "resize_policy" not in self.meta:
+            raise StaleCacheError(f"latent cache {self.root} was made before resize policies were recorded; "
+                                  "encode again (notebook 01 with rebuild=True)")
+        return ResizePolicy.from_dict(self.meta["resize_policy"])
+
     def summary(self) -> str:
         m = self.meta
         n = sum(m["counts"])
@@ -385,14 +389,15 @@ def _dataset_fingerprint(data: LabeledImages) -> dict:
     }
 
 
-def _settings(data: LabeledImages, vae, encoder_id: str, size: tuple[int, int], resize: str, dtype: torch.dtype,
+def _settings(data: LabeledImages, vae, encoder_id: str, policy: ResizePolicy, dtype: torch.dtype,
               store_dtype: str, latent_shape: Sequence[int]) -> dict:
     return {
         "format": CACHE_FORMAT,
         "encoder": {"id": str(encoder_id), **vae_fingerprint(vae), "scaling_factor": float(vae.config.scaling_factor),
                     "shift_factor": _latent_affine(vae)[1], "in_channels": int(vae.config.in_channels)},
-        "size": list(size),
-        "resize": resize,
+        "size": list(policy.size),
+        "resize": policy.mode,
+        "resize_policy": policy.to_dict(),
         "compute_dtype": str(dtype).replace("torch.", ""),
         "store_dtype": store_dtype,
         "latent_shape": [int(s) for s in latent_shape],
@@ -424,7 +429,9 @@ def encode_dataset(
         encoder_id: what the VAE is (model path or hub id), recorded with the cache; by default
             the model's ``_name_or_path``.
         size: encoding resolution, default ``vae.config.sample_size`` (the native resolution).
-        resize: ``"pad"``, ``"squash"`` or ``"center_crop"``; default :func:`default_resize`.
+        resize: ``"pad"``, ``"squash"`` or ``"center_crop"``; default: decided from the sizes of
+            all images by :func:`~coda_utils.datasets.decide_resize` (pad one size that fits,
+            squash otherwise). The policy and the sizes it saw are recorded in ``cache.json``.
         device, dtype: where and in which precision to run the VAE. For SDXL in float16 use the
             fp16-safe VAE ``madebyollin/sdxl-vae-fp16-fix`` (the stock one overflows).
         store_dtype: ``"float32"`` or ``"float16"`` on disk; default float16 for latents larger
@@ -438,13 +445,17 @@ def encode_dataset(
     Raises:
         StaleCacheError: ``cache_dir`` holds a cache made with other settings (and not ``rebuild``).
         NonFiniteLatentError: an image encodes to NaN / inf; the message names the image.
+        ValueError: an image the policy cannot handle (``resize="pad"`` and a larger image);
+            the message names the file and the ``resize`` parameter.
     """
+    # 1. Check inputs and decide the resize policy from every image's size
     vae = get_vae(vae_or_pipe)
     if dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False)):
         warnings.warn("this VAE's config says force_upcast (the stock SDXL VAE overflows in float16): encode in float32 "
                       "or use the fp16-safe VAE madebyollin/sdxl-vae-fp16-fix", stacklevel=2)
     size = native_size(vae) if size is None else ((size, size) if isinstance(size, int) else tuple(size))
-    resize = resize or default_resize(data, size)
+    policy = decide_resize(data, size, resize)
+    size, resize = policy.size, policy.mode
     if encoder_id is None:
         encoder_id = (getattr(vae_or_pipe, "name_or_path", None) or vae.config.get("_name_or_path", None) or "unnamed")
     _to(vae, device, dtype).eval()
@@ -455,62 +466,82 @@ def encode_dataset(
         store_dtype = "float16" if int(np.prod(latent_shape)) > FLOAT16_ABOVE else "float32"
     if store_dtype not in ("float16", "float32"):
         raise ValueError(f"store_dtype must be 'float16' or 'float32', not {store_dtype!r}")
-    settings = _settings(data, vae, encoder_id, size, resize, dtype, store_dtype, latent_shape)
+    settings = _settings(data, vae, encoder_id, policy, dtype, store_dtype, latent_shape)
 
+    # 2. Resume a cache made with these very settings, refuse one made otherwise
     root = Path(cache_dir)
     meta_path = root / "cache.json"
-    done: list[int] = []
-    if rebuild:
-        _remove_cache(root)
-    elif meta_path.is_file():
-        old = read_json(meta_path)
-        old_settings = {k: v for k, v in old.items() if k != "done"}
-        if old_settings != settings:
-            diff = sorted(k for k in set(settings) | set(old_settings) if settings.get(k) != old_settings.get(k))
-            raise StaleCacheError(
-                f"{root} holds a latent cache made with other settings (differs in: {', '.join(diff)}). "
-                f"Delete the directory (rm -r {root}) or pass rebuild=True to encode again."
-            )
-        done = [c for c in old["done"] if (root / _class_file(c)).is_file() and (root / _index_file(c)).is_file()]
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(meta_path, {**settings, "done": done})
-
-    todo = [c for c in range(data.num_classes) if c not in set(done)]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(data), initial=int(sum(data.counts()[c] for c in done)), desc=f"encoding {data.name}",
-                   unit="img")
-    np_store = np.float16 if store_dtype == "float16" else np.float32
-    for c in todo:
-        pos = data.class_indices(c)
-        if bar is not None:
-            bar.set_postfix_str(f"class {c + 1}/{data.num_classes} {data.class_names[c]}")
-        lat = np.empty((len(pos), *latent_shape), dtype=np_store)
-        for i, idx, images in _batches(data, pos, batch_size, size, resize, num_workers):
-            z = encode_images(vae, images, batch_size=batch_size, device=device, dtype=dtype).numpy()
-            zs = z.astype(np_store)
-            bad = ~np.isfinite(zs.reshape(len(zs), -1)).all(axis=1)
-            if bad.any():
-                j = int(np.flatnonzero(bad)[0])
-                why = "NaN/inf" if not np.isfinite(z[j]).all() else f"values beyond the {store_dtype} range"
-                raise NonFiniteLatentError(
-                    f"the VAE gave {why} latents for {_image_name(data, int(idx[j]))}"
-                    + (f" and {int(bad.sum()) - 1} more image(s) of the same batch" if bad.sum() > 1 else "")
-                    + (" (float16 overflow? use madebyollin/sdxl-vae-fp16-fix or dtype=torch.float32)"
-                       if dtype == torch.float16 else "")
+    with exclusive(root, "cache"):
+        done: list[int] = []
+        if rebuild:
+            _remove_cache(root)
+        elif meta_path.is_file():
+            old = read_json(meta_path)
+            old_settings = {k: v for k, v in old.items() if k != "done"}
+            if old_settings != settings:
+                diff = sorted(k for k in set(settings) | set(old_settings) if settings.get(k) != old_settings.get(k))
+                raise StaleCacheError(
+                    f"{root} holds a latent cache made with other settings (differs in: {', '.join(diff)}). "
+                    f"Delete the directory (rm -r {root}) or pass rebuild=True to encode again."
                 )
-            lat[i:i + len(idx)] = zs
+            done = [c for c in old["done"] if (root / _class_file(c)).is_file() and (root / _index_file(c)).is_file()]
+        write_json(meta_path, {**settings, "done": done})
+
+        # 3. Encode class by class; each class's files and the list of finished classes are
+        #    written atomically, so an interrupted run resumes at the first unfinished class
+        todo = [c for c in range(data.num_classes) if c not in set(done)]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(data), initial=int(sum(data.counts()[c] for c in done)), desc=f"encoding {data.name}",
+                       unit="img")
+        np_store = np.float16 if store_dtype == "float16" else np.float32
+        for c in todo:
+            pos = data.class_indices(c)
             if bar is not None:
-                bar.update(len(idx))
-        _save_npy(root / _class_file(c), lat)
-        _save_npy(root / _index_file(c), np.stack([pos, data.source_indices[pos]]).astype(np.int64))
-        done.append(c)
-        write_json(meta_path, {**settings, "done": sorted(done)})
-    if bar is not None:
-        bar.close()
+                bar.set_postfix_str(f"class {c + 1}/{data.num_classes} {data.class_names[c]}")
+            lat = np.empty((len(pos), *latent_shape), dtype=np_store)
+            for i, idx, images in _batches(data, pos, batch_size, size, resize, num_workers):
+                z = encode_images(vae, images, batch_size=batch_size, device=device, dtype=dtype).numpy()
+                zs = z.astype(np_store)
+                bad = ~np.isfinite(zs.reshape(len(zs), -1)).all(axis=1)
+                if bad.any():
+                    j = int(np.flatnonzero(bad)[0])
+                    why = "NaN/inf" if not np.isfinite(z[j]).all() else f"values beyond the {store_dtype} range"
+                    raise NonFiniteLatentError(
+                        f"the VAE gave {why} latents for {_image_name(data, int(idx[j]))}"
+                        + (f" and {int(bad.sum()) - 1} more image(s) of the same batch" if bad.sum() > 1 else "")
+                        + (" (float16 overflow? use madebyollin/sdxl-vae-fp16-fix or dtype=torch.float32)"
+                           if dtype == torch.float16 else "")
+                    )
+                lat[i:i + len(idx)] = zs
+                if bar is not None:
+                    bar.update(len(idx))
+            _save_npy(root / _class_file(c), lat)
+            _save_npy(root / _index_file(c), np.stack([pos, data.source_indices[pos]]).astype(np.int64))
+            done.append(c)
+            write_json(meta_path, {**settings, "done": sorted(done)})
+        if bar is not None:
+            bar.close()
     return LatentCache.load(root)
+
+
+def run_policy(cache_dir: str | os.PathLike, data: LabeledImages, size: int | None = None) -> ResizePolicy:
+    """The resize policy of a run: its latent cache's when the run has one recording it (so the
+    random-real sets of notebook 04 are exported as notebook 02 exported R), else decided for
+    ``data`` at ``size`` (default its native size).
+
+    Raises:
+        ValueError: no cache, images of mixed sizes and no ``size`` (parameter ``image_size``).
+    """
+    meta = Path(cache_dir) / "cache.json"
+    if meta.is_file() and "resize_policy" in read_json(meta):
+        return ResizePolicy.from_dict(read_json(meta)["resize_policy"])
+    if size is None and data.native_size is None:
+        raise ValueError(f"{data.name} has images of mixed sizes and the run has no latent cache to take the resize "
+                         "policy from: pass image_size (or run notebook 01 first)")
+    return decide_resize(data, size or data.native_size)
 
 
 def _batches(data: LabeledImages, pos: np.ndarray, batch_size: int, size, resize: str, num_workers: int):

@@ -40,6 +40,7 @@ clearly labelled secondary column. Accuracies are in percent.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -57,7 +58,7 @@ import torch.nn.functional as F
 
 from .architectures import build_model
 from .datasets import IMAGE_EXTENSIONS, resize_images
-from .io import atomic_write
+from .io import atomic_write, exclusive
 
 __all__ = [
     "Protocol",
@@ -775,8 +776,9 @@ def evaluate(
         out_csv: a results file to append each finished network to (atomically). A network
             whose ``(method, ipc, arch, protocol, selection_seed, seed, epochs, precision)``
             is already in it is not trained again, so an interrupted evaluation resumes where
-            it stopped (``eval_every`` and ``normalization`` are not part of that key). One
-            file per process: concurrent writers could lose rows.
+            it stopped (``eval_every`` and ``normalization`` are not part of that key). The
+            file is locked while this runs: a second process evaluating into it is refused
+            (:class:`~coda_utils.io.FolderBusyError`) instead of losing rows.
         eval_every, normalization, progress: passed to :func:`train_and_evaluate`.
 
     Returns:
@@ -803,33 +805,34 @@ def evaluate(
     key = {"method": str(method), "ipc": int(ipc), "arch": arch.lower(), "protocol": proto.name,
            "selection_seed": int(selection_seed), "epochs": proto.epochs, "precision": precision}
 
-    # 2. The networks already in the results file
+    # 2. The networks already in the results file (locked: one evaluating process per file)
     path = Path(out_csv) if out_csv is not None else None
-    done = pd.DataFrame(columns=_CSV_COLUMNS)
-    if path is not None:
-        existing = read_results(path)
-        mask = np.ones(len(existing), dtype=bool)
-        for col in ("method", "arch", "protocol", "precision"):
-            mask &= existing[col].astype(str).to_numpy() == key[col]
-        for col in ("ipc", "epochs", "selection_seed"):
-            mask &= existing[col].astype(int).to_numpy() == key[col]
-        done = existing[mask]
-
-    # 3. Train the missing ones, appending each to the file as it finishes
-    rows = []
-    for s in seeds:
-        found = done[done["seed"].astype(int) == s]
-        if len(found):
-            rows.append(found.iloc[[0]][_CSV_COLUMNS])
-            continue
-        res = train_and_evaluate(train_x, ytr, test_x, yte, arch, proto, s, device=device,
-                                 eval_every=eval_every, progress=progress, num_classes=num_classes,
-                                 normalization=normalization, precision=precision)
-        row = pd.DataFrame([{**key, "seed": s, "acc": res["acc"], "acc_best": res["acc_best"],
-                             "train_seconds": res["train_seconds"]}])[_CSV_COLUMNS]
+    with exclusive(path.parent, path.name) if path is not None else contextlib.nullcontext():
+        done = pd.DataFrame(columns=_CSV_COLUMNS)
         if path is not None:
-            _append_results(path, row)
-        rows.append(row)
+            existing = read_results(path)
+            mask = np.ones(len(existing), dtype=bool)
+            for col in ("method", "arch", "protocol", "precision"):
+                mask &= existing[col].astype(str).to_numpy() == key[col]
+            for col in ("ipc", "epochs", "selection_seed"):
+                mask &= existing[col].astype(int).to_numpy() == key[col]
+            done = existing[mask]
+
+        # 3. Train the missing ones, appending each to the file as it finishes
+        rows = []
+        for s in seeds:
+            found = done[done["seed"].astype(int) == s]
+            if len(found):
+                rows.append(found.iloc[[0]][_CSV_COLUMNS])
+                continue
+            res = train_and_evaluate(train_x, ytr, test_x, yte, arch, proto, s, device=device,
+                                     eval_every=eval_every, progress=progress, num_classes=num_classes,
+                                     normalization=normalization, precision=precision)
+            row = pd.DataFrame([{**key, "seed": s, "acc": res["acc"], "acc_best": res["acc_best"],
+                                 "train_seconds": res["train_seconds"]}])[_CSV_COLUMNS]
+            if path is not None:
+                _append_results(path, row)
+            rows.append(row)
     out = pd.concat(rows, ignore_index=True)
     return out.astype({"ipc": int, "selection_seed": int, "seed": int, "epochs": int, "acc": float,
                        "acc_best": float, "train_seconds": float})
@@ -973,7 +976,7 @@ def load_image_folder_tensors(path: str | os.PathLike, size: int | None = None,
         tensors.append(resize_images(t, (size, size))[0] if size is not None else t)
     shapes = {tuple(t.shape) for t in tensors}
     if len(shapes) > 1:
-        raise ValueError(f"{root}: images have different sizes {sorted(shapes)}; pass size=")
+        raise ValueError(f"{root}: images have different sizes {sorted(shapes)}; pass size= (notebook 04: image_size)")
     empty = [c for i, c in enumerate(classes) if i not in set(labels)]
     if empty:
         warnings.warn(f"{root}: no images for class(es) {empty}", stacklevel=2)

@@ -2,7 +2,10 @@
 
 Every file a stage writes goes through :func:`atomic_write` (write to a temporary file in the
 same directory, then ``os.replace``), so an interrupted run never leaves a half-written file
-that a later run would mistake for a finished one.
+that a later run would mistake for a finished one. A set folder is complete when its
+``manifest.json`` exists: :func:`export_image_folder` removes an old manifest before it writes
+any image and writes the new one last. Two processes never write one folder at once:
+:func:`exclusive` holds a lock (``filelock``) and refuses a second writer, naming the first.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ __all__ = [
     "save_image",
     "export_image_folder",
     "package_versions",
+    "exclusive",
+    "FolderBusyError",
 ]
 
 
@@ -43,6 +48,44 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+class FolderBusyError(RuntimeError):
+    """Another process is writing the same folder (or file)."""
+
+
+@contextlib.contextmanager
+def exclusive(folder: str | os.PathLike, name: str = "folder") -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` while the block runs (``folder/.<name>.lock``, an
+    OS file lock through ``filelock``: released when the process ends, even by SIGKILL).
+
+    Raises:
+        FolderBusyError: another process holds the lock; the message names it (pid, host,
+            since when) and says what to do.
+    """
+    import datetime
+    import socket
+
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / f".{name}.lock"))
+    owner = folder / f".{name}.lock.owner"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        who = owner.read_text().strip() if owner.is_file() else "another process"
+        raise FolderBusyError(f"{folder} is being written by {who}; wait for that run to finish (or stop it) "
+                              "before writing here") from None
+    try:
+        owner.write_text(f"pid {os.getpid()} on {socket.gethostname()} since "
+                         f"{datetime.datetime.now().isoformat(timespec='seconds')}\n")
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            owner.unlink()
+        lock.release()
 
 
 def _json_default(obj: Any) -> Any:
@@ -125,27 +168,36 @@ def export_image_folder(
 ) -> Path:
     """Write ``images`` (uint8, N x C x H x W or N x H x W) as ``out_dir/<class>/<name>.png``.
 
-    ``classes[label]`` is the folder name of each image. A ``manifest.json`` with
-    ``manifest`` plus the package versions is written last, so its presence marks a complete
-    export.
+    ``classes[label]`` is the folder name of each image. Complete or absent: an existing
+    ``manifest.json`` is removed before the first image is written, images of an earlier export
+    that this one does not write are removed, and the new manifest (``manifest`` plus the
+    package versions) is written last, so its presence marks a complete export. The folder is
+    locked while it is written (:func:`exclusive`).
     """
     out_dir = Path(out_dir)
     images = np.asarray(images)
     labels = np.asarray(labels)
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
-    counters: dict[int, int] = {}
-    files = []
-    for i, (img, lab) in enumerate(zip(images, labels)):
-        k = counters.get(int(lab), 0)
-        counters[int(lab)] = k + 1
-        name = names[i] if names is not None else f"{k:04d}"
-        rel = Path(classes[int(lab)]) / f"{name}.png"
-        save_image(out_dir / rel, img)
-        files.append(str(rel))
-    meta = dict(manifest or {})
-    meta.setdefault("classes", list(classes))
-    meta["files"] = files
-    meta["versions"] = package_versions()
-    write_json(out_dir / "manifest.json", meta)
+    with exclusive(out_dir):
+        with contextlib.suppress(FileNotFoundError):
+            (out_dir / "manifest.json").unlink()
+        counters: dict[int, int] = {}
+        files = []
+        for i, (img, lab) in enumerate(zip(images, labels)):
+            k = counters.get(int(lab), 0)
+            counters[int(lab)] = k + 1
+            name = names[i] if names is not None else f"{k:04d}"
+            rel = Path(classes[int(lab)]) / f"{name}.png"
+            save_image(out_dir / rel, img)
+            files.append(str(rel))
+        keep = set(files)
+        for old in out_dir.rglob("*.png"):
+            if str(old.relative_to(out_dir)) not in keep:
+                old.unlink()
+        meta = dict(manifest or {})
+        meta.setdefault("classes", list(classes))
+        meta["files"] = files
+        meta["versions"] = package_versions()
+        write_json(out_dir / "manifest.json", meta)
     return out_dir

@@ -30,7 +30,7 @@ def small_parameters(out: Path) -> dict[str, tuple[str, dict]]:
     figures = str(out / "figures")
     small = dict(class_limit=3, per_class_limit=120)
     seeds = [0, 1]
-    evaluate = dict(ipc=3, selection_seeds=seeds, repeats=1, epochs=3, test_limit=500, run_dir=run, progress=False)
+    evaluate = dict(ipc=3, selection_seeds=seeds, repeats=1, epochs=3, test_limit=500, run_dir=run, threads=1, progress=False)
     return {
         "00_build_prior.ipynb": ("00_build_prior.ipynb", dict(
             vae_steps=6, unet_steps=6, decoder_steps=4, vae_batch=16, unet_batch=16, vae_channels=[8, 8, 8], unet_channels=[16, 16, 16],
@@ -41,7 +41,8 @@ def small_parameters(out: Path) -> dict[str, tuple[str, dict]]:
         "02_discover.ipynb": ("02_discover.ipynb", dict(ipc=3, selection_seeds=seeds, **small, run_dir=run, figures_dir=figures,
                                                         progress=False)),
         "03_generate.ipynb": ("03_generate.ipynb", dict(ipc=3, selection_seeds=seeds, **small, steps=4, batch_size=5,
-                                                        trajectory_class=1, run_dir=run, figures_dir=figures, progress=False)),
+                                                        trajectory_class=1, run_dir=run, figures_dir=figures, threads=1,
+                                                        progress=False)),
         "04_evaluate.ipynb": ("04_evaluate.ipynb", dict(method="random_real", **evaluate)),
         "04_evaluate_coda_r.ipynb": ("04_evaluate.ipynb", dict(method="coda_r", **evaluate)),
         "05_ablations.ipynb": ("05_ablations.ipynb", dict(

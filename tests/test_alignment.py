@@ -136,6 +136,43 @@ def test_a_set_made_with_other_settings_or_another_model_is_refused(sd, tmp_path
         al.generate_set(sd, legacy.parent, **kw)
 
 
+def test_a_failed_generation_leaves_no_manifest_and_resumes(sd, tmp_path, monkeypatch):
+    kw = dict(class_ids=["bag", "coat"], prompts=["a bag", "a coat"], ipc=2, steps=2, batch_size=1, progress=False)
+    with pytest.raises(ValueError, match="parameter `steps`"):
+        al.generate_set(sd, tmp_path / "s", steps=0, **{k: v for k, v in kw.items() if k != "steps"})
+    out = al.generate_set(sd, tmp_path / "s", **kw)
+    assert (out / "manifest.json").is_file()
+    (out / "coat" / "0001.png").unlink()  # an image lost: the set is incomplete again
+    written = []
+    real = al.save_image
+
+    def failing(path, img):
+        written.append(path)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(al, "save_image", failing)
+    with pytest.raises(OSError, match="disk full"):
+        al.generate_set(sd, out, **kw)
+    assert written and not (out / "manifest.json").exists()  # never "looks done" with an image missing
+    monkeypatch.setattr(al, "save_image", real)
+    al.generate_set(sd, out, **kw)
+    assert (out / "manifest.json").is_file() and len(list(out.rglob("*.png"))) == 4
+
+
+def test_a_second_process_generating_into_one_set_is_refused(sd, tmp_path):
+    from coda_utils.io import FolderBusyError, exclusive
+
+    with exclusive(tmp_path / "s"):
+        import subprocess
+        import sys
+
+        code = ("from coda_utils.io import exclusive; import sys\n"
+                "try:\n    exclusive(sys.argv[1]).__enter__()\nexcept Exception as e:\n    print(type(e).__name__, e)")
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], capture_output=True, text=True).stdout
+        assert out.startswith("FolderBusyError") and "is being written by pid" in out
+    assert FolderBusyError.__mro__[1] is RuntimeError
+
+
 def test_nan_representatives_are_refused(sd, tmp_path):
     z = [np.full((1, 4, 8, 8), np.nan, np.float32)]
     with pytest.raises(ValueError, match="NaN"):

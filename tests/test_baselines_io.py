@@ -79,3 +79,28 @@ def test_merge_json_keeps_other_keys(tmp_path):
     p.write_text("[1, 2]")
     with pytest.raises(ValueError, match="not hold a JSON object"):
         merge_json(p, {"a": 1})
+
+
+def test_reexport_is_complete_or_absent(tmp_path, monkeypatch):
+    from coda_utils import io as cio
+
+    images = np.zeros((4, 1, 8, 8), np.uint8)
+    out = cio.export_image_folder(tmp_path / "set", images, [0, 0, 1, 1], ["a", "b"], {"method": "x"})
+    assert sorted(json.loads((out / "manifest.json").read_text())["files"]) == ["a/0000.png", "a/0001.png", "b/0000.png",
+                                                                                  "b/0001.png"]
+    calls = []
+    real = cio.save_image
+
+    def failing(path, img):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(path, img)
+
+    monkeypatch.setattr(cio, "save_image", failing)
+    with pytest.raises(OSError):
+        cio.export_image_folder(out, images, [0, 0, 1, 1], ["a", "b"], {"method": "y"})
+    assert not (out / "manifest.json").exists()  # the half-rewritten folder does not look finished
+    monkeypatch.setattr(cio, "save_image", real)
+    cio.export_image_folder(out, images[:2], [0, 1], ["a", "b"], {"method": "z"})
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a/0000.png", "b/0000.png"]  # no stale images

@@ -106,3 +106,56 @@ def test_resize_modes():
         ds.resize_images(x, (5, 5), "pad")
     with pytest.raises(ValueError, match="resize must be"):
         ds.resize_images(x, (5, 5), "stretch")
+
+
+def test_unknown_dataset_is_named_before_asking_for_a_root():
+    with pytest.raises(ValueError, match="unknown dataset 'foo'; choose one of fashion-mnist, folder, imagenette"):
+        ds.load_dataset("foo", "train")
+    with pytest.raises(ValueError, match="parameter `data_root`"):
+        ds.load_dataset("imagenette", "train")
+
+
+def test_imagenet_like_tree_is_read_whole(imagenet_like):
+    root, info = imagenet_like
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = ds.load_dataset("imagenette", "train", root / "train")
+    assert len(data) == info["images"] and sorted(data.skipped) == sorted(str(p) for p in info["skipped"])
+    assert info["nested"] in data.paths  # nested folders belong to their class, as in torchvision
+    assert data.native_size is None and data.sizes.shape == (len(data), 2)
+    assert data.sizes[:, 0].min() == 64 and data.sizes[:, 1].max() == 500
+    with pytest.raises(ValueError, match="mixed sizes .*resize policy"):
+        data.load([0])
+    x = data.load(np.arange(len(data)), 48, "squash")  # grayscale, RGBA and CMYK all come out RGB
+    assert x.shape == (len(data), 3, 48, 48) and x.dtype == torch.uint8
+
+
+def test_resize_policy_is_decided_from_every_image(imagenet_like):
+    root, info = imagenet_like
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = ds.load_dataset("imagenette", "train", root / "train")
+    policy = ds.decide_resize(data, 64)
+    assert policy.mode == "squash" and policy.native is None and policy.export_size == (64, 64)  # the reference's choice
+    assert policy.sizes["images"] == len(data) and policy.sizes["max_aspect_ratio"] == pytest.approx(500 / 64, rel=1e-3)
+    with pytest.raises(ValueError, match=r"resize='pad' cannot fit .*\(\d+x\d+, HxW\) into 64x64 .*parameter `resize`"):
+        ds.decide_resize(data, 64, "pad")
+    with pytest.raises(ValueError, match="not a resize mode"):
+        ds.decide_resize(data, 64, "stretch")
+    crop = ds.decide_resize(data, 64, "center_crop")
+    i = data.paths.index(info["extreme"])
+    assert data.with_policy(crop).load([i]).shape == (1, 3, 64, 64)  # a 64x500 strip: cropped, not blown up
+    assert ds.ResizePolicy.from_dict(policy.to_dict()) == policy
+    fashion = ds.load_fashion_mnist("target")
+    fp = ds.decide_resize(fashion, 32)
+    assert (fp.mode, fp.native, fp.export_size) == ("pad", (28, 28), (28, 28))  # every pixel kept, exported at 28
+    assert fashion.with_policy(fp).load([0]).shape == (1, 1, 28, 28)
+
+
+def test_center_crop_keeps_the_aspect_ratio_and_is_cheap():
+    strip = torch.zeros(1, 3, 50, 2000, dtype=torch.uint8)
+    strip[..., 975:1025] = 255  # the centre of the strip is white
+    out = ds.resize_images(strip, (32, 32), "center_crop")
+    assert out.shape == (1, 3, 32, 32) and int(out.float().mean()) == 255
+    x = torch.arange(4 * 6, dtype=torch.uint8).reshape(1, 1, 4, 6)
+    assert torch.equal(ds.resize_images(x, (4, 4), "center_crop"), x[..., 1:5])

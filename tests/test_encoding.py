@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from coda_utils import encoding
-from coda_utils.encoding import LatentCache, NonFiniteLatentError, StaleCacheError, encode_dataset, encode_images
+from coda_utils.datasets import decide_resize
+from coda_utils.encoding import LatentCache, NonFiniteLatentError, StaleCacheError, encode_dataset, encode_images, limit_dataset
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,8 @@ def test_preprocess_and_resize_policy(small, vae, vae3):
     x = small.load([0])
     p = encoding.preprocess(x, 3)
     assert p.shape == (1, 3, 28, 28) and p.min() >= -1 and p.max() <= 1 and torch.equal(p[:, 0], p[:, 2])
-    assert encoding.default_resize(small, encoding.native_size(vae)) == "pad"  # 28 -> 32
-    assert encoding.default_resize(small, encoding.native_size(vae3)) == "squash"  # 28 -> 16
+    assert decide_resize(small, encoding.native_size(vae)).mode == "pad"  # 28 -> 32
+    assert decide_resize(small, encoding.native_size(vae3)).mode == "squash"  # 28 -> 16
     rgb = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     assert encoding.preprocess(rgb, 1).shape == (2, 1, 8, 8)
 
@@ -58,6 +59,7 @@ def test_cache_roundtrip_3_channel_vae(vae3, small, tmp_path):
     cache = encode_dataset(small, vae3, tmp_path / "c", encoder_id="tiny3", progress=False)
     meta = json.loads((tmp_path / "c" / "cache.json").read_text())
     assert meta["size"] == [16, 16] and meta["resize"] == "squash" and meta["encoder"]["id"] == "tiny3"
+    assert cache.policy.mode == "squash" and cache.policy.native == (28, 28) and cache.policy.sizes["images"] == len(small)
     assert meta["counts"] == [20, 20, 20] and meta["done"] == [0, 1, 2] and meta["store_dtype"] == "float32"
     assert set(meta["encoder"]) >= {"config_sha256", "weights_sha256", "scaling_factor"}
     for c in range(3):
@@ -189,3 +191,34 @@ def test_model_paths_resolve_from_any_working_directory(tmp_path, monkeypatch):
         pytest.skip("the shipped prior is not built")
     vae = encoding.load_vae("data/models/fashion-prior")
     assert vae.config.in_channels == 1 and encoding.native_size(vae) == (32, 32) and vae.config.latent_channels == 4
+
+
+def test_a_policy_that_cannot_handle_an_image_names_it_and_writes_nothing(vae, imagenet_like, tmp_path):
+    import warnings
+
+    from coda_utils.datasets import load_dataset
+
+    root, info = imagenet_like
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = limit_dataset(load_dataset("imagenette", "train", root / "train"), class_limit=2)
+    with pytest.raises(ValueError, match=r"resize='pad' cannot fit .*n01440764.*parameter `resize`"):
+        encode_dataset(data, vae, tmp_path / "c", encoder_id="tiny", resize="pad", progress=False)
+    assert not (tmp_path / "c").exists()  # nothing half-done
+    cache = encode_dataset(data, vae, tmp_path / "c", encoder_id="tiny", progress=False)  # mixed sizes: squash
+    assert cache.policy.mode == "squash" and cache.policy.export_size == (32, 32) and cache.policy.native is None
+
+
+def test_a_second_encoder_of_one_cache_is_refused(vae, small, tmp_path):
+    from coda_utils.io import exclusive
+
+    with exclusive(tmp_path / "c", "cache"):  # as another process would hold it
+        import subprocess
+        import sys
+
+        code = ("from coda_utils.io import exclusive; import sys\n"
+                "try:\n    exclusive(sys.argv[1], 'cache').__enter__()\nexcept Exception as e:\n    print(type(e).__name__, e)")
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c")], capture_output=True, text=True).stdout
+    assert out.startswith("FolderBusyError") and f"pid {__import__('os').getpid()}" in out
+    with exclusive(tmp_path / "c", "cache"):
+        pass  # released: the next run takes it

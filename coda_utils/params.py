@@ -1,0 +1,338 @@
+"""The notebooks' parameters, checked before any work starts: one function per stage.
+
+Each notebook calls its function in the cell after ``parameters`` (``params.check_encode(globals())``
+in ``01_encode.ipynb``, ...). A bad value stops the notebook at once with a
+:class:`ParameterError` that names the parameter, the value given and what is valid, instead
+of an error deep inside a library call minutes later (``-p ipc ten`` used to fail in
+``int()`` without naming ``ipc``; ``-p steps 0`` wrote a set of noise and its manifest before
+failing).
+
+:data:`SPECS` holds one checker per parameter of every notebook; ``tests/test_params.py`` checks
+that every parameter of every notebook has one and feeds each a bad value.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+__all__ = ["ParameterError", "SPECS", "check", "check_build_prior", "check_encode", "check_discover", "check_generate",
+           "check_evaluate", "check_ablations", "check_figures"]
+
+
+class ParameterError(ValueError):
+    """A notebook parameter has a value it cannot run with."""
+
+
+Checker = Callable[[str, Any, Mapping[str, Any]], None]
+
+
+def _fail(name: str, value: Any, expected: str) -> None:
+    raise ParameterError(f"parameter `{name}` = {value!r}: {expected}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# --------------------------------------------------------------------------------------
+# Checkers (each returns a function of (name, value, all parameters))
+# --------------------------------------------------------------------------------------
+def integer(lo: int | None = None, hi: int | None = None, none: bool = False) -> Checker:
+    def check(name, v, ns):
+        if v is None and none:
+            return
+        bounds = (f" >= {lo}" if lo is not None else "") + (f" and <= {hi}" if hi is not None else "")
+        if not _is_int(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+            _fail(name, v, f"expected an integer{bounds}" + (" or None" if none else ""))
+    return check
+
+
+def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False, none: bool = False) -> Checker:
+    def check(name, v, ns):
+        if v is None and none:
+            return
+        low = "" if lo is None else (f" > {lo}" if lo_open else f" >= {lo}")
+        high = "" if hi is None else f" and <= {hi}"
+        if (not _is_number(v) or v != v or (lo is not None and (v <= lo if lo_open else v < lo))
+                or (hi is not None and v > hi)):
+            _fail(name, v, f"expected a number{low}{high}" + (" or None" if none else ""))
+    return check
+
+
+def boolean() -> Checker:
+    def check(name, v, ns):
+        if not isinstance(v, bool):
+            _fail(name, v, "expected True or False")
+    return check
+
+
+def choice(options, none: bool = False) -> Checker:
+    def check(name, v, ns):
+        if v is None and none:
+            return
+        opts = options() if callable(options) else options
+        if not isinstance(v, str) or v not in opts:
+            _fail(name, v, f"choose one of {', '.join(map(str, opts))}" + (" (or None)" if none else ""))
+    return check
+
+
+def text(none: bool = False, pattern: str | None = None, what: str = "a string") -> Checker:
+    def check(name, v, ns):
+        if v is None and none:
+            return
+        if not isinstance(v, str) or (pattern is not None and not re.fullmatch(pattern, v)):
+            _fail(name, v, f"expected {what}" + (" or None" if none else ""))
+    return check
+
+
+def directory(none: bool = False, must_exist: bool = True) -> Checker:
+    def check(name, v, ns):
+        if v is None and none:
+            return
+        if not isinstance(v, (str, Path)) or not str(v):
+            _fail(name, v, "expected a directory path" + (" or None" if none else ""))
+        if must_exist and not Path(v).is_dir():
+            _fail(name, v, "no such directory")
+    return check
+
+
+def model() -> Checker:
+    """A diffusers pipeline directory, or a hub id (``org/name``) for machines that reach a hub."""
+    def check(name, v, ns):
+        if not isinstance(v, (str, Path)) or not str(v):
+            _fail(name, v, "expected a diffusers pipeline directory or a hub id such as "
+                           "stabilityai/stable-diffusion-xl-base-1.0")
+        p = Path(v)
+        if p.exists():
+            if not p.is_dir() or not ((p / "model_index.json").is_file() or (p / "config.json").is_file()):
+                _fail(name, v, "this path is not a diffusers pipeline (or model) directory: it has no model_index.json")
+        elif str(v).startswith((".", "/")) or str(v).count("/") != 1:
+            _fail(name, v, "no such directory, and not a hub id of the form org/name")
+    return check
+
+
+def device() -> Checker:
+    def check(name, v, ns):
+        import torch
+
+        if not isinstance(v, str):
+            _fail(name, v, "expected 'cpu', 'cuda' or 'cuda:N'")
+        if v.startswith("cuda"):
+            if not torch.cuda.is_available():
+                _fail(name, v, "this machine has no CUDA device (torch.cuda.is_available() is False); use 'cpu'")
+            if v != "cuda" and not (re.fullmatch(r"cuda:\d+", v) and int(v[5:]) < torch.cuda.device_count()):
+                _fail(name, v, f"expected 'cuda' or 'cuda:N' with N < {torch.cuda.device_count()}")
+        elif v not in ("cpu", "mps"):
+            _fail(name, v, "expected 'cpu', 'cuda' or 'cuda:N'")
+    return check
+
+
+def list_of(item: Checker, nonempty: bool = True, none: bool = False) -> Checker:
+    def check(name, v, ns):
+        if v is None and none:
+            return
+        if not isinstance(v, (list, tuple)) or (nonempty and not v):
+            _fail(name, v, "expected a " + ("non-empty " if nonempty else "") + "list")
+        for i, x in enumerate(v):
+            item(f"{name}[{i}]", x, ns)
+    return check
+
+
+def seeds() -> Checker:
+    def check(name, v, ns):
+        from .rundir import selection_seeds
+
+        try:
+            selection_seeds(v)
+        except ValueError:
+            _fail(name, v, "expected a non-negative integer or a non-empty list of distinct ones, e.g. [0, 1, 2, 3, 4]")
+    return check
+
+
+def anything() -> Checker:
+    def check(name, v, ns):
+        return
+    return check
+
+
+# --------------------------------------------------------------------------------------
+# Values shared by several notebooks
+# --------------------------------------------------------------------------------------
+def _datasets():
+    from .datasets import DATASETS
+
+    return DATASETS
+
+
+def _architectures():
+    from .architectures import ARCHITECTURES
+
+    return ARCHITECTURES
+
+
+def _protocols():
+    from .evaluation import PROTOCOLS
+
+    return PROTOCOLS
+
+
+def _architecture() -> Checker:
+    def check(name, v, ns):
+        if not (isinstance(v, str) and (v in _architectures() or re.fullmatch(r"convnet\d+", v))):
+            _fail(name, v, f"choose one of {', '.join(_architectures())} (or convnetN)")
+    return check
+
+
+def _split() -> Checker:
+    def check(name, v, ns):
+        if v is None:
+            return
+        from .datasets import FASHION_MNIST_SPLITS
+
+        if str(ns.get("dataset", "")).lower() in ("fashion-mnist", "fashion_mnist", "fmnist"):
+            allowed = [*FASHION_MNIST_SPLITS, "train"]
+            if v not in allowed:
+                _fail(name, v, f"Fashion-MNIST splits are {', '.join(allowed)} (or None)")
+        elif not isinstance(v, str) or not v:
+            _fail(name, v, "expected a split name (or None)")
+    return check
+
+
+def _method() -> Checker:
+    return text(pattern=r"[A-Za-z0-9_.\-]+", what="a method or set name (letters, digits, _ . -)")
+
+
+DATA = {"dataset": choice(_datasets), "data_root": directory(none=True), "split": _split()}
+COMMON = {"run_dir": text(what="a directory path"), "figures_dir": text(none=True, what="a directory path"),
+          "progress": boolean()}
+LIMITS = {"class_limit": integer(1, none=True), "per_class_limit": integer(1, none=True)}
+DTYPES = ("float32", "float16", "bfloat16")
+
+#: notebook -> parameter -> checker
+SPECS: dict[str, dict[str, Checker]] = {
+    "00_build_prior": {
+        "seed": integer(0), "vae_steps": integer(0), "unet_steps": integer(0), "decoder_steps": integer(0),
+        "vae_batch": integer(1), "unet_batch": integer(1), "vae_channels": list_of(integer(1)),
+        "unet_channels": list_of(integer(1)), "text_width": integer(1), "latent_passes": integer(1),
+        "pool_limit": integer(1, none=True), "device": device(), "tokenizer_dir": text(none=True, what="a directory path"),
+        "judge_steps": integer(0), "fidelity_samples": integer(1), "fd_target_images": integer(2),
+        "sampling_steps": integer(1), "cfg_scale": number(1.0), "out_dir": text(what="a directory path"),
+        "overwrite_shipped": boolean(), "work_dir": text(what="a directory path"), "judge_dir": text(what="a directory path"),
+        "figures_dir": text(none=True, what="a directory path"), "write_card": boolean(), "progress": boolean(),
+    },
+    "01_encode": {
+        **DATA, "model": model(), "size": integer(8, none=True), "resize": choice(("center_crop", "squash", "pad"), none=True),
+        "batch_size": integer(1), "num_workers": integer(0), "device": device(), "dtype": choice(DTYPES), **LIMITS,
+        "rebuild": boolean(), **COMMON,
+    },
+    "02_discover": {
+        **DATA, "model": model(), "ipc": integer(1), "n_neighbors": integer(2, none=True),
+        "min_cluster_size": integer(2, none=True), "min_samples": integer(1), "selection_seeds": seeds(),
+        "pca_dims": integer(2, none=True), **LIMITS, "plot_class": integer(0), **COMMON,
+    },
+    "03_generate": {
+        **DATA, "model": model(), "refiner": text(none=True, what="a refiner directory or hub id"),
+        "refiner_start": number(0.0, 1.0, lo_open=True), "ipc": integer(1), "gamma": number(0.0),
+        "guide_fraction": number(0.0, 1.0), "variant": choice(("reference", "normalized")), "cfg_scale": number(1.0),
+        "steps": integer(1), "batch_size": integer(1), "selection_seeds": seeds(),
+        "prompt_template": text(pattern=r"(?s).*\{\}.*", what="a string with one {} where the class name goes"),
+        "methods": list_of(choice(("unguided", "text_prompt", "coda_g"))), "set_suffix": text(pattern=r"[A-Za-z0-9_.\-]*",
+                                                                                            what="letters, digits, _ . -"),
+        "device": device(), "dtype": choice(DTYPES), "threads": integer(1, none=True), "attention_slicing": boolean(),
+        "vae_tiling": boolean(), **LIMITS, "judge_dir": directory(none=True), "trajectory_class": integer(0), **COMMON,
+    },
+    "04_evaluate": {
+        **DATA, "test_root": directory(none=True), "test_split": text(none=True, what="a split name"), "method": _method(),
+        "distilled": directory(none=True), "ipc": integer(1), "selection_seeds": seeds(), "repeats": integer(1),
+        "arch": _architecture(), "protocol": choice(_protocols), "epochs": integer(1, none=True),
+        "eval_every": integer(1, none=True), "precision": choice(("auto", "fp32", "bf16")), "image_size": integer(8, none=True),
+        "test_limit": integer(1, none=True), "device": device(), "threads": integer(1, none=True), **COMMON,
+    },
+    "05_ablations": {
+        "model": model(), "out_dir": text(what="a directory path"),
+        "sweeps": list_of(choice(("discovery", "gamma", "guide_fraction", "variant", "ipc", "features"))),
+        "selection_seeds": seeds(), "ipc": integer(1), "gamma": number(0.0), "guide_fraction": number(0.0, 1.0),
+        "n_neighbors": integer(2, none=True), "min_cluster_size": integer(2, none=True), "min_samples": integer(1),
+        "n_neighbors_grid": list_of(integer(2)), "min_cluster_size_grid": list_of(integer(2)),
+        "gamma_grid": list_of(number(0.0)), "guide_fraction_grid": list_of(number(0.0, 1.0)),
+        "variant_grid": list_of(choice(("reference", "normalized"))), "variant_gamma_grid": list_of(number(0.0)),
+        "ipc_grid": list_of(integer(1)), "features_grid": list_of(choice(("vae", "pixels"))), "steps": integer(1),
+        "cfg_scale": number(1.0), "epochs": integer(1), "repeats": integer(1), "precision": choice(("auto", "fp32", "bf16")),
+        **LIMITS, "device": device(), "threads": integer(1, none=True),
+        "figures_dir": text(none=True, what="a directory path"), "publish": boolean(), "progress": boolean(),
+    },
+    "06_figures": {
+        "run_dir": directory(), "results": list_of(text(what="a glob of results files"), none=True), "ipc": integer(1),
+        "selection_seed": integer(0, none=True), "ablations_dir": text(what="a directory path"), "model": model(),
+        "plot_class": integer(0), "figures_dir": text(none=True, what="a directory path"), "caption": text(),
+        "name": text(none=True, pattern=r"[A-Za-z0-9_.\-]+", what="a file-name part"),
+    },
+}
+
+
+def _cross_checks(notebook: str, ns: Mapping[str, Any]) -> None:
+    """Rules that involve several parameters."""
+    dataset = str(ns.get("dataset", "fashion-mnist")).lower()
+    if "dataset" in ns and dataset not in ("fashion-mnist", "fashion_mnist", "fmnist") and ns.get("data_root") is None:
+        _fail("data_root", None, f"dataset {ns['dataset']!r} is an ImageFolder tree: pass its train split's root")
+    if notebook == "04_evaluate":
+        if dataset not in ("fashion-mnist", "fashion_mnist", "fmnist") and ns.get("test_root") is None:
+            _fail("test_root", None, f"dataset {ns['dataset']!r} needs the root of its test/val split to evaluate on")
+        if ns.get("distilled") is not None and ns.get("selection_seeds") is not None:
+            from .rundir import selection_seeds
+
+            if len(selection_seeds(ns["selection_seeds"])) != 1:
+                _fail("selection_seeds", ns["selection_seeds"], "`distilled` names one set: pass the one seed that made it")
+
+
+def check(notebook: str, namespace: Mapping[str, Any]) -> None:
+    """Check every parameter of ``notebook`` found in ``namespace`` (the notebook's globals).
+
+    Raises:
+        ParameterError: the first bad value, naming the parameter and what is valid.
+    """
+    specs = SPECS[notebook]
+    for name, checker in specs.items():
+        if name in namespace:
+            checker(name, namespace[name], namespace)
+    _cross_checks(notebook, namespace)
+
+
+def check_build_prior(namespace: Mapping[str, Any]) -> None:
+    """Notebook 00's parameters."""
+    check("00_build_prior", namespace)
+
+
+def check_encode(namespace: Mapping[str, Any]) -> None:
+    """Notebook 01's parameters."""
+    check("01_encode", namespace)
+
+
+def check_discover(namespace: Mapping[str, Any]) -> None:
+    """Notebook 02's parameters."""
+    check("02_discover", namespace)
+
+
+def check_generate(namespace: Mapping[str, Any]) -> None:
+    """Notebook 03's parameters (``steps >= 1``, ``0 <= guide_fraction <= 1``, ``cfg_scale >= 1``, ...)."""
+    check("03_generate", namespace)
+
+
+def check_evaluate(namespace: Mapping[str, Any]) -> None:
+    """Notebook 04's parameters."""
+    check("04_evaluate", namespace)
+
+
+def check_ablations(namespace: Mapping[str, Any]) -> None:
+    """Notebook 05's parameters."""
+    check("05_ablations", namespace)
+
+
+def check_figures(namespace: Mapping[str, Any]) -> None:
+    """Notebook 06's parameters."""
+    check("06_figures", namespace)
