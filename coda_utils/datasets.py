@@ -116,6 +116,8 @@ class LabeledImages:
             ``native_size``).
         policy: the :class:`ResizePolicy` a size-less :meth:`load` follows (see
             :meth:`with_policy`).
+        gray: an ImageFolder tree whose images are all grayscale loads as 1 channel (else
+            every image loads as RGB: grayscale, CMYK and RGBA files alike).
     """
 
     name: str
@@ -129,6 +131,7 @@ class LabeledImages:
     skipped: list[str] = field(default_factory=list, repr=False)
     sizes: np.ndarray | None = field(default=None, repr=False)
     policy: "ResizePolicy | None" = field(default=None, repr=False)
+    gray: bool = False
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -139,7 +142,9 @@ class LabeledImages:
 
     @property
     def channels(self) -> int:
-        return 1 if self._pixels is not None and self._pixels.shape[1] == 1 else 3
+        if self._pixels is not None:
+            return int(self._pixels.shape[1])
+        return 1 if self.gray else 3
 
     @property
     def prompts(self) -> list[str]:
@@ -200,14 +205,14 @@ class LabeledImages:
         if self._pixels is not None:
             return resize_images(self._pixels[torch.as_tensor(idx)], size, resize)
         assert self.paths is not None
-        out = torch.empty((len(idx), 3, *size), dtype=torch.uint8)
+        out = torch.empty((len(idx), self.channels, *size), dtype=torch.uint8)
         it = idx
         if progress:
             from tqdm.auto import tqdm
             it = tqdm(idx, desc=f"loading {self.name}", unit="img")
         for j, i in enumerate(it):
             try:
-                out[j] = resize_images(_read_image(self.paths[i]), size, resize)[0]
+                out[j] = resize_images(_read_image(self.paths[i], self.gray), size, resize)[0]
             except ValueError as e:
                 raise ValueError(f"{self.paths[i]}: {e}") from None
         return out
@@ -225,6 +230,7 @@ class LabeledImages:
             paths=None if self.paths is None else [self.paths[i] for i in idx],
             sizes=None if self.sizes is None else self.sizes[idx],
             policy=self.policy,
+            gray=self.gray,
         )
 
 
@@ -444,17 +450,20 @@ def imagenet_subset(name: str) -> list[str]:
     return _imagenet_file(fname).split()
 
 
-def _read_image(path: Path) -> torch.Tensor:
+_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _read_image(path: Path, gray: bool = False) -> torch.Tensor:
     from PIL import Image
 
     with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+        arr = np.asarray(im.convert("L" if gray else "RGB"))
+    return torch.from_numpy(arr.copy())[None] if gray else torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
-def _image_size(path: Path, decode: bool) -> tuple[int, int] | None:
-    """(H, W) of an image file, ``None`` when it cannot be read (``decode``: decode it fully, so
-    that a truncated file is caught, not only a bad header)."""
+def _image_size(path: Path, decode: bool) -> tuple[int, int, bool] | None:
+    """(H, W, is grayscale) of an image file, ``None`` when it cannot be read (``decode``:
+    decode it fully, so that a truncated file is caught, not only a bad header)."""
     from PIL import Image
 
     try:
@@ -462,7 +471,8 @@ def _image_size(path: Path, decode: bool) -> tuple[int, int] | None:
             if decode:
                 im.load()
             w, h = im.size
-        return (h, w) if h > 0 and w > 0 else None
+            gray = im.mode in _GRAY_MODES
+        return (h, w, gray) if h > 0 and w > 0 else None
     except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
         return None
 
@@ -500,7 +510,8 @@ def load_image_folder(
 
     Images in nested folders below a class folder belong to that class (as in torchvision's
     ``ImageFolder``). The size of every image is recorded (``.sizes``); ``native_size`` is set
-    only when all sizes are equal.
+    only when all sizes are equal. A tree of grayscale images only loads as 1 channel, any
+    other as RGB (``.gray``), so that its exported sets and generated sets agree.
     """
     root = Path(root)
     if not root.is_dir():
@@ -530,6 +541,7 @@ def load_image_folder(
     paths: list[Path] = []
     labels: list[int] = []
     sizes: list[tuple[int, int]] = []
+    gray: list[bool] = []
     skipped: list[str] = []
     for c, cid in enumerate(classes):
         good = 0
@@ -542,7 +554,8 @@ def load_image_folder(
                 continue
             paths.append(p)
             labels.append(c)
-            sizes.append(hw)
+            sizes.append(hw[:2])
+            gray.append(hw[2])
             good += 1
         if good == 0:
             raise DatasetNotFoundError(f"class folder {root / cid} has no readable image")
@@ -560,6 +573,7 @@ def load_image_folder(
         paths=paths,
         skipped=skipped,
         sizes=np.asarray(sizes, dtype=np.int64).reshape(-1, 2),
+        gray=bool(gray) and all(gray),
     )
 
 

@@ -66,6 +66,8 @@ def set_comparison_grid(columns: dict[str, torch.Tensor], num_classes: int, ipc:
     """Several distilled sets side by side: one row per class, the first ``shown`` images of each
     set (``columns[name]``: ``uint8`` images in class order, ``ipc`` per class)."""
     shown = min(shown, ipc)
+    channels = max(int(x.shape[1]) for x in columns.values())  # a grayscale set next to RGB ones is shown as RGB
+    columns = {k: x.expand(-1, channels, -1, -1) if x.shape[1] != channels else x for k, x in columns.items()}
     grid = torch.cat([torch.stack([columns[k][c * ipc + j] for k in columns for j in range(shown)])
                       for c in range(num_classes)])
     return image_grid(grid, rows=num_classes, row_labels=row_labels,

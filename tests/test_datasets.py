@@ -159,3 +159,17 @@ def test_center_crop_keeps_the_aspect_ratio_and_is_cheap():
     assert out.shape == (1, 3, 32, 32) and int(out.float().mean()) == 255
     x = torch.arange(4 * 6, dtype=torch.uint8).reshape(1, 1, 4, 6)
     assert torch.equal(ds.resize_images(x, (4, 4), "center_crop"), x[..., 1:5])
+
+
+def test_a_grayscale_tree_loads_as_one_channel(tmp_path, imagenet_like):
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((20, 30), 40 * i + 10, np.uint8)).save(tmp_path / c / f"{i}.png")
+    data = ds.load_image_folder(tmp_path)
+    assert data.gray and data.channels == 1 and data.load(size=16).shape == (4, 1, 16, 16)
+    root, _ = imagenet_like  # grayscale files among colour ones: every image loads as RGB
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mixed = ds.load_dataset("imagenette", "train", root / "train")
+    assert not mixed.gray and mixed.channels == 3
