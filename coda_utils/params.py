@@ -281,6 +281,14 @@ def _cross_checks(notebook: str, ns: Mapping[str, Any]) -> None:
     if "dataset" in ns and dataset not in ("fashion-mnist", "fashion_mnist", "fmnist") and ns.get("data_root") is None:
         _fail("data_root", None, f"dataset {ns['dataset']!r} is an ImageFolder tree: pass its train split's root")
     if notebook == "04_evaluate":
+        from .rundir import STUDY_METHODS, RunDir
+
+        method, ipc = ns.get("method"), ns.get("ipc")
+        if ns.get("distilled") is None and method not in (*STUDY_METHODS, "full"):
+            sets = RunDir(ns.get("run_dir", ".")).root / "sets"
+            if not any(sets.glob(f"{method}_ipc{ipc}*")):
+                _fail("method", method, f"not a method of the study ({', '.join(STUDY_METHODS)}, full) and no set "
+                                        f"{method}_ipc{ipc}* in {sets}; or pass distilled=<folder>")
         if dataset not in ("fashion-mnist", "fashion_mnist", "fmnist") and ns.get("test_root") is None:
             _fail("test_root", None, f"dataset {ns['dataset']!r} needs the root of its test/val split to evaluate on")
         if ns.get("distilled") is not None and ns.get("selection_seeds") is not None:

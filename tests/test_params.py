@@ -72,6 +72,10 @@ def test_cross_parameter_rules(monkeypatch, tmp_path):
     with pytest.raises(params.ParameterError, match="`selection_seeds`.*one seed"):
         params.check("04_evaluate", {**d, "distilled": str(tmp_path)})
     params.check("04_evaluate", {**d, "distilled": str(tmp_path), "selection_seeds": 3})
+    with pytest.raises(params.ParameterError, match="`method` = 'coda_x': not a method of the study"):
+        params.check("04_evaluate", {**d, "method": "coda_x", "run_dir": str(tmp_path)})
+    (tmp_path / "sets" / "coda_x_ipc10_seed0").mkdir(parents=True)  # a set of another name made by hand
+    params.check("04_evaluate", {**d, "method": "coda_x", "run_dir": str(tmp_path)})
 
 
 def test_messages_say_what_is_valid(monkeypatch, tmp_path):
