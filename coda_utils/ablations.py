@@ -147,7 +147,12 @@ class AblationRunner:
         if self._val is None:
             self._val = (self.val.load(), self.val.labels)
         per_seed = []
+        finished = evaluation.read_results(point / "results.csv")
         for s in self.selection_seeds:
+            rows = finished[(finished["selection_seed"] == s) & (finished["epochs"] == self.epochs)]
+            if len(rows) >= self.repeats and (point / f"seed{s}" / "manifest.json").is_file():
+                per_seed.append(float(rows["acc"].iloc[:self.repeats].mean()))  # finished: no discovery, no generation
+                continue
             disc = self.discovery(p["ipc"], p["n_neighbors"], p["min_cluster_size"], p["min_samples"], p["features"], s)
             if sweep in ("gamma", "guide_fraction", "variant"):
                 k = p["ipc"]
