@@ -364,8 +364,8 @@ class LatentCache:
     def policy(self) -> ResizePolicy:
         """The resize policy the images were encoded with (sets are exported with it too)."""
         if "resize_policy" not in self.meta:
-            raise StaleCacheError(f"latent cache {self.root} was made before resize policies were recorded; "
-                                  "encode again (notebook 01 with rebuild=True)")
+            raise StaleCacheError(f"latent cache {self.root} was made before resize policies were recorded; run "
+                                  "notebook 01 again with the same parameters (it records the policy without encoding again)")
         return ResizePolicy.from_dict(self.meta["resize_policy"])
 
     def summary(self) -> str:
@@ -478,6 +478,9 @@ def encode_dataset(
         elif meta_path.is_file():
             old = read_json(meta_path)
             old_settings = {k: v for k, v in old.items() if k != "done"}
+            if "resize_policy" not in old_settings and old_settings == {k: v for k, v in settings.items()
+                                                                          if k != "resize_policy"}:
+                old_settings["resize_policy"] = settings["resize_policy"]  # made before policies were recorded: same size and mode
             if old_settings != settings:
                 diff = sorted(k for k in set(settings) | set(old_settings) if settings.get(k) != old_settings.get(k))
                 raise StaleCacheError(

@@ -222,3 +222,15 @@ def test_a_second_encoder_of_one_cache_is_refused(vae, small, tmp_path):
     assert out.startswith("FolderBusyError") and f"pid {__import__('os').getpid()}" in out
     with exclusive(tmp_path / "c", "cache"):
         pass  # released: the next run takes it
+
+
+def test_a_cache_made_before_policies_were_recorded_is_upgraded_not_reencoded(vae, small, tmp_path):
+    encode_dataset(small, vae, tmp_path / "c", encoder_id="tiny", progress=False)
+    meta = json.loads((tmp_path / "c" / "cache.json").read_text())
+    del meta["resize_policy"]
+    (tmp_path / "c" / "cache.json").write_text(json.dumps(meta))
+    with pytest.raises(StaleCacheError, match="run notebook 01 again"):
+        LatentCache.load(tmp_path / "c").policy
+    before = (tmp_path / "c" / "class_0000.npy").stat().st_mtime_ns
+    cache = encode_dataset(small, vae, tmp_path / "c", encoder_id="tiny", progress=False)
+    assert cache.policy.mode == "pad" and (tmp_path / "c" / "class_0000.npy").stat().st_mtime_ns == before
