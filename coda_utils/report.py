@@ -195,14 +195,21 @@ def render_block(name: str, root: str | Path = ROOT) -> str:
 
 def update_readme(readme: str | Path, root: str | Path = ROOT, check: bool = False) -> list[str]:
     """Rewrite every generated block of ``readme`` from its result file (``check``: only compare).
-    Returns the names of the blocks that differed."""
+    Returns the names of the blocks that differed. A block whose result file does not exist yet
+    is left as it is (with a message) when rewriting, and is an error when checking."""
     readme = Path(readme)
     text = readme.read_text()
     changed = []
 
     def replace(m: re.Match) -> str:
         name = m.group("name")
-        body = render_block(name, root)
+        try:
+            body = render_block(name, root)
+        except FileNotFoundError as e:
+            if check:
+                raise
+            print(f"{readme}: block {name!r} left as it is: {e}", file=sys.stderr)
+            return m.group(0)
         if body != m.group("body"):
             changed.append(name)
         return _BEGIN.format(name=name) + "\n" + body + _END.format(name=name)
