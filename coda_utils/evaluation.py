@@ -22,8 +22,9 @@ gathers), never through a per-sample ``DataLoader``.
 
 Precision: ``precision="bf16"`` runs the forward passes (training and test) under
 ``torch.autocast(dtype=torch.bfloat16)``; weights, optimizer state and the loss stay fp32.
-On a CPU with AVX-512 BF16 (or AMX) this trains ConvNet-3 about 1.6x faster and tests it 2x
-faster than fp32 at the same accuracy (``benchmarks/bench_evaluation.py`` measures both);
+On this study's CPU (AVX-512 BF16, one thread, idle) it trains ConvNet-3 1.3x faster and
+tests it 1.4x faster than fp32, at the same accuracy (``benchmarks/bench_evaluation.py``
+measures both; ``results/bench_evaluation_*.csv``);
 ``"auto"`` picks bf16 where the device supports it natively and fp32 elsewhere
 (:func:`resolve_precision`). The precision is part of every result row.
 
