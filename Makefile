@@ -30,6 +30,8 @@ DEVICE ?= cpu
 REAL_METHODS ?= coda_r kmeans herding
 GEN_METHODS ?= unguided text_prompt coda_g
 RUN_DIR := runs/$(RUN)
+# 06 redraws the ablation figures of notebook 05 when its points exist (None: not drawn; make full)
+ABLATIONS ?= runs/ablations
 # figures/ and results/ are the shipped ones: only `make study` and `make full` write them
 FIGURES ?= $(RUN_DIR)/figures
 PM := $(PY) -m papermill --log-output --progress-bar
@@ -125,7 +127,7 @@ $(RUN_DIR)/01_encode.ipynb:
 	$(call papermill,notebooks/01_encode.ipynb,$@,-p run_dir $(RUN_DIR) -p figures_dir $(FIGURES) -p progress False)
 
 $(RUN_DIR)/06_figures.ipynb: $(EVALS)
-	$(call papermill,notebooks/06_figures.ipynb,$@,-p run_dir $(RUN_DIR) -p ipc $(firstword $(filter 10,$(IPCS)) $(IPCS)) -p figures_dir $(FIGURES))
+	$(call papermill,notebooks/06_figures.ipynb,$@,-p run_dir $(RUN_DIR) -p ipc $(firstword $(filter 10,$(IPCS)) $(IPCS)) -p figures_dir $(FIGURES) -p ablations_dir $(ABLATIONS))
 
 run: data
 	@start=$$(date +%s); \
@@ -142,7 +144,7 @@ study: data
 	echo "make study: done in $$(( $$(date +%s) - start )) s"
 
 full: data
-	$(MAKE) --no-print-directory run RUN=$(FULL_RUN) IPCS="1 10 50" EPOCHS=300 $(if $(filter full,$(FULL_RUN)),FIGURES=figures/full)
+	$(MAKE) --no-print-directory run RUN=$(FULL_RUN) IPCS="1 10 50" EPOCHS=300 ABLATIONS=None $(if $(filter full,$(FULL_RUN)),FIGURES=figures/full)
 	$(if $(filter full,$(FULL_RUN)),$(MAKE) --no-print-directory publish RUN=full NAME=full_protocol)
 
 # copy a run's results (one row per network) into results/NAME.csv and regenerate the README

@@ -90,13 +90,23 @@ def text(none: bool = False, pattern: str | None = None, what: str = "a string")
     return check
 
 
-def directory(none: bool = False, must_exist: bool = True) -> Checker:
+def _local(v) -> Path:
+    """``v`` as the loaders find it: as given, else relative to the repository root (shipped
+    models, whatever the working directory, e.g. under nbval)."""
+    from .encoding import resolve_model_path
+
+    return resolve_model_path(v)
+
+
+def directory(none: bool = False, must_exist: bool = True, shipped: bool = False) -> Checker:
+    """A directory path; ``shipped``: also found relative to the repository root, as the
+    loaders of shipped models (judge, prior) find it."""
     def check(name, v, ns):
         if v is None and none:
             return
         if not isinstance(v, (str, Path)) or not str(v):
             _fail(name, v, "expected a directory path" + (" or None" if none else ""))
-        if must_exist and not Path(v).is_dir():
+        if must_exist and not (_local(v) if shipped else Path(v)).is_dir():
             _fail(name, v, "no such directory")
     return check
 
@@ -107,7 +117,7 @@ def model() -> Checker:
         if not isinstance(v, (str, Path)) or not str(v):
             _fail(name, v, "expected a diffusers pipeline directory or a hub id such as "
                            "stabilityai/stable-diffusion-xl-base-1.0")
-        p = Path(v)
+        p = _local(v)
         if p.exists():
             if not p.is_dir() or not ((p / "model_index.json").is_file() or (p / "config.json").is_file()):
                 _fail(name, v, "this path is not a diffusers pipeline (or model) directory: it has no model_index.json")
@@ -244,7 +254,7 @@ SPECS: dict[str, dict[str, Checker]] = {
         "methods": list_of(choice(("unguided", "text_prompt", "coda_g"))), "set_suffix": text(pattern=r"[A-Za-z0-9_.\-]*",
                                                                                             what="letters, digits, _ . -"),
         "device": device(), "dtype": choice(DTYPES), "threads": integer(1, none=True), "attention_slicing": boolean(),
-        "vae_tiling": boolean(), **LIMITS, "judge_dir": directory(none=True), "trajectory_class": integer(0), **COMMON,
+        "vae_tiling": boolean(), **LIMITS, "judge_dir": directory(none=True, shipped=True), "trajectory_class": integer(0), **COMMON,
     },
     "04_evaluate": {
         **DATA, "test_root": directory(none=True), "test_split": text(none=True, what="a split name"), "method": _method(),
@@ -268,7 +278,7 @@ SPECS: dict[str, dict[str, Checker]] = {
     },
     "06_figures": {
         "run_dir": directory(), "results": list_of(text(what="a glob of results files"), none=True), "ipc": integer(1),
-        "selection_seed": integer(0, none=True), "ablations_dir": text(what="a directory path"), "model": model(),
+        "selection_seed": integer(0, none=True), "ablations_dir": text(none=True, what="a directory path"), "model": model(),
         "plot_class": integer(0), "figures_dir": text(none=True, what="a directory path"), "caption": text(),
         "name": text(none=True, pattern=r"[A-Za-z0-9_.\-]+", what="a file-name part"),
     },

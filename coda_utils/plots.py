@@ -127,6 +127,9 @@ def plot_seeds(df, title: str | None = None, order: Sequence[str] | None = None)
     ipcs = sorted(seeds["ipc"].unique())
     fig, axes = plt.subplots(1, len(ipcs), figsize=(0.8 + 0.62 * seeds["method"].nunique() * len(ipcs) + 0.6, 3.9),
                              squeeze=False, sharey=False)
+    # one colour per method in every panel
+    ranked = order or seeds.groupby("method")["acc"].mean().sort_values(ascending=False).index
+    colors = {m: f"C{i % 10}" for i, m in enumerate(ranked)}
     for ax, ipc in zip(axes[0], ipcs):
         part = seeds[seeds["ipc"] == ipc]
         means = part.groupby("method")["acc"].agg(["mean", "std", "size"])
@@ -134,7 +137,7 @@ def plot_seeds(df, title: str | None = None, order: Sequence[str] | None = None)
         rng = np.random.default_rng(0)
         for x, m in enumerate(names):
             vals = part[part["method"] == m]
-            color = f"C{x % 10}"
+            color = colors.get(m, "0.5")
             ax.bar(x, means.loc[m, "mean"], color=color, alpha=0.35, width=0.7)
             if means.loc[m, "size"] > 1:
                 ax.errorbar(x, means.loc[m, "mean"], yerr=means.loc[m, "std"], color="black", capsize=4, lw=1.2)

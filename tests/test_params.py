@@ -53,6 +53,14 @@ def test_every_parameter_has_a_checker_and_the_defaults_pass(notebook, monkeypat
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_the_defaults_pass_from_another_working_directory(notebook, monkeypatch, tmp_path):
+    """nbval runs a notebook in its own folder: shipped models are found as the loaders find them."""
+    defaults = _defaults(notebook, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    params.check(notebook, defaults)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_each_bad_value_is_refused_naming_its_parameter(notebook, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
     defaults = _defaults(notebook, tmp_path)

@@ -1,0 +1,69 @@
+"""Figures: what they draw, checked on the matplotlib objects (no image comparison)."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.colors import to_rgba
+
+from coda_utils import plots, stats
+
+
+def _rows(spec):
+    """Network rows from {(method, ipc): [acc per selection seed]}."""
+    return pd.DataFrame([{"method": m, "ipc": ipc, "arch": "convnet3", "protocol": "dc", "epochs": 5,
+                          "precision": "fp32", "selection_seed": s, "seed": 1000 * s, "acc": a}
+                         for (m, ipc), accs in spec.items() for s, a in enumerate(accs)])
+
+
+def _bar_colors(ax):
+    return {ax.get_xticklabels()[int(round(p.get_x() + p.get_width() / 2))].get_text(): p.get_facecolor()[:3]
+            for p in ax.patches}
+
+
+def test_plot_seeds_one_colour_per_method_in_every_panel():
+    # the ranking differs between the panels: positions change, colours must not
+    df = _rows({("a", 1): [50, 52, 51], ("b", 1): [60, 61, 59], ("a", 10): [80, 81, 79],
+                ("b", 10): [70, 71, 72], ("c", 10): [75, 74, 76]})
+    fig = plots.plot_seeds(df)
+    left, right = (_bar_colors(ax) for ax in fig.axes)
+    plt.close(fig)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["b", "a"]
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["a", "c", "b"]
+    assert left["a"] == right["a"] and left["b"] == right["b"]
+    assert len({right["a"], right["b"], right["c"]}) == 3
+
+
+def test_plot_seeds_draws_every_seed():
+    df = _rows({("a", 10): [80, 81, 79, 78, 82], ("b", 10): [70, 71]})
+    fig = plots.plot_seeds(df)
+    points = sum(len(c.get_offsets()) for c in fig.axes[0].collections if isinstance(c, PathCollection))
+    plt.close(fig)
+    assert points == 7
+
+
+def test_plot_contrasts_marks_intervals_that_cover_zero_grey():
+    df = _rows({("coda_g", 10): [70, 71, 72, 73, 74], ("unguided", 10): [50, 52, 51, 53, 50],
+                ("coda_r", 10): [70, 73, 71, 74, 72]})
+    table = stats.contrasts(df)
+    fig = plots.plot_contrasts(table)
+    colors = [tuple(np.round(line.get_color() if isinstance(line.get_color(), tuple) else to_rgba(line.get_color()), 3))
+              for line in fig.axes[0].lines if len(line.get_xdata()) == 2]
+    plt.close(fig)
+    verdicts = dict(zip(table["contrast"], table["verdict"]))
+    assert verdicts["coda_g - unguided"] == "coda_g higher"
+    assert verdicts["coda_g - coda_r"] == "not distinguishable"
+    grey = tuple(np.round(to_rgba("0.5"), 3))
+    assert grey in colors and any(c != grey for c in colors)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_plot_overlap_one_panel_per_method(n):
+    overlaps = {f"m{i}": np.eye(3) * 100 for i in range(n)}
+    fig = plots.plot_overlap(overlaps, seeds=[0, 1, 2])
+    assert len([ax for ax in fig.axes if ax.get_title()]) == n
+    plt.close(fig)
