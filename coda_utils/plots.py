@@ -166,22 +166,25 @@ def plot_contrasts(table, title: str | None = None):
     import matplotlib.pyplot as plt
 
     ipcs = sorted(table["ipc"].unique())
-    n = table.groupby("ipc").size().max()
-    fig, axes = plt.subplots(1, len(ipcs), figsize=(1.8 + 3.2 * len(ipcs), 0.9 + 0.42 * n), squeeze=False, sharey=True)
+    # one row per contrast, at the same height in every panel (a panel may lack some)
+    names = list(dict.fromkeys(table["contrast"]))
+    row = {name: len(names) - 1 - i for i, name in enumerate(names)}
+    fig, axes = plt.subplots(1, len(ipcs), figsize=(1.8 + 3.2 * len(ipcs), 1.1 + 0.42 * len(names)), squeeze=False,
+                             sharey=True)
     for ax, ipc in zip(axes[0], ipcs):
-        part = table[table["ipc"] == ipc].reset_index(drop=True)
-        y = np.arange(len(part))[::-1]
-        for yi, r in zip(y, part.to_dict("records")):
+        for r in table[table["ipc"] == ipc].to_dict("records"):
+            yi = row[r["contrast"]]
             color = "0.5" if r["verdict"] in ("not distinguishable", "too few seeds") else ("C2" if r["diff"] > 0 else "C3")
             if not np.isnan(r["low"]):
                 ax.plot([r["low"], r["high"]], [yi, yi], color=color, lw=2.2)
             ax.plot(r["diff"], yi, "o", color=color, ms=6)
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(y)
-        ax.set_yticklabels(part["contrast"], fontsize=8)
-        ax.set_xlabel("difference in test accuracy (points), 95 % interval")
         ax.set_title(f"IPC {ipc}", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(list(row.values()))
+    axes[0][0].set_yticklabels(list(row), fontsize=8)
+    axes[0][0].set_ylim(-0.6, len(names) - 0.4)
+    fig.supxlabel("difference in test accuracy (points), 95 % interval", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -67,3 +67,15 @@ def test_plot_overlap_one_panel_per_method(n):
     fig = plots.plot_overlap(overlaps, seeds=[0, 1, 2])
     assert len([ax for ax in fig.axes if ax.get_title()]) == n
     plt.close(fig)
+
+
+def test_plot_contrasts_labels_every_row_when_panels_differ():
+    # IPC 1 has all three methods, IPC 50 lacks unguided: the labels stay those of all contrasts
+    df = _rows({("coda_g", 1): [50, 52, 51], ("unguided", 1): [30, 33, 31], ("coda_r", 1): [50, 51, 53],
+                ("coda_g", 50): [75, 76, 74], ("coda_r", 50): [83, 82, 84]})
+    table = stats.contrasts(df)
+    fig = plots.plot_contrasts(table)
+    labels = [t.get_text() for ax in fig.axes for t in ax.get_yticklabels()]
+    plt.close(fig)
+    assert set(table["contrast"]) <= set(labels)
+    assert "coda_g - unguided" in labels
