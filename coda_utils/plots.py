@@ -137,7 +137,7 @@ def plot_seeds(df, title: str | None = None, order: Sequence[str] | None = None)
         rng = np.random.default_rng(0)
         for x, m in enumerate(names):
             vals = part[part["method"] == m]
-            color = colors.get(m, "0.5")
+            color = colors[m]
             ax.bar(x, means.loc[m, "mean"], color=color, alpha=0.35, width=0.7)
             if means.loc[m, "size"] > 1:
                 ax.errorbar(x, means.loc[m, "mean"], yerr=means.loc[m, "std"], color="black", capsize=4, lw=1.2)
