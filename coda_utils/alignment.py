@@ -498,9 +498,11 @@ def trajectory_figure(pipe, states: dict[str, GuidanceState], z_rep: torch.Tenso
     return fig
 
 
-def distance_figure(states: dict[str, GuidanceState], z_rep: torch.Tensor, title: str | None = None):
+def distance_figure(states: dict[str, GuidanceState], z_rep: torch.Tensor, label: str | None = None,
+                    gamma: float | None = None):
     """RMS distance between the predicted x0 and each sample's representative latent over the
-    steps (mean and range over the batch), one line per run; guided steps shaded."""
+    steps (mean and range over the batch), one line per run; guided steps shaded. The title
+    names ``label`` (the class), the number of samples and ``gamma`` when given."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 3.2))
@@ -516,7 +518,9 @@ def distance_figure(states: dict[str, GuidanceState], z_rep: torch.Tensor, title
     ax.set_ylabel("RMS distance of x0 to representative")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
+    if label is not None:
+        n = len(z)
+        ax.set_title(f"{label}: {n} sample{'' if n == 1 else 's'}" + ("" if gamma is None else f", gamma {gamma}"),
+                     fontsize=10)
     fig.tight_layout()
     return fig

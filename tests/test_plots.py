@@ -79,3 +79,16 @@ def test_plot_contrasts_labels_every_row_when_panels_differ():
     plt.close(fig)
     assert set(table["contrast"]) <= set(labels)
     assert "coda_g - unguided" in labels
+
+
+@pytest.mark.parametrize("n, title", [(1, "Sneaker: 1 sample, gamma 0.5"), (3, "Sneaker: 3 samples, gamma 0.5")])
+def test_distance_figure_title_counts_its_samples(n, title):
+    import torch
+
+    from coda_utils import alignment
+
+    z = torch.zeros(n, 4, 2, 2)
+    st = alignment.GuidanceState(record=True, steps=[0, 1], guided=[True, False], x0_after=[z + 1, z])
+    fig = alignment.distance_figure({"CoDA": st}, z, label="Sneaker", gamma=0.5)
+    assert fig.axes[0].get_title() == title
+    plt.close(fig)
