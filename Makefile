@@ -29,6 +29,8 @@ THREAD_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM
 DEVICE ?= cpu
 REAL_METHODS ?= coda_r kmeans herding
 GEN_METHODS ?= unguided text_prompt coda_g
+# the ceiling of a generator in the prior's latent space: R / random real through the VAE and back
+CEILING_METHODS ?= vae_coda_r vae_random_real
 RUN_DIR := runs/$(RUN)
 # 06 redraws the ablation figures of notebook 05 when its points exist (None: not drawn; make full)
 ABLATIONS ?= runs/ablations
@@ -113,6 +115,9 @@ $(RUN_DIR)/03_generate_ipc$(1).ipynb: $(RUN_DIR)/02_discover_ipc$(1).ipynb
 
 $(foreach m,$(REAL_METHODS),$(RUN_DIR)/eval/$(m)_ipc$(1)/04_evaluate.ipynb): $(RUN_DIR)/02_discover_ipc$(1).ipynb
 $(foreach m,$(GEN_METHODS),$(RUN_DIR)/eval/$(m)_ipc$(1)/04_evaluate.ipynb): $(RUN_DIR)/03_generate_ipc$(1).ipynb
+# (random real draws its sets in its own 04; the round trip of a set waits for the set)
+$(RUN_DIR)/eval/vae_coda_r_ipc$(1)/04_evaluate.ipynb: $(RUN_DIR)/02_discover_ipc$(1).ipynb
+$(RUN_DIR)/eval/vae_random_real_ipc$(1)/04_evaluate.ipynb: $(RUN_DIR)/eval/random_real_ipc$(1)/04_evaluate.ipynb
 
 $(RUN_DIR)/eval/%_ipc$(1)/04_evaluate.ipynb:
 	$$(call papermill,notebooks/04_evaluate.ipynb,$$@,-p method $$* $$(call EVAL_ARGS,$$*,$(1)))
@@ -121,7 +126,7 @@ $(foreach i,$(IPCS),$(eval $(call ipc_rules,$(i))))
 
 # in this order: make starts the prerequisites of 06 in turn, so 03 (on the critical path) takes
 # the first free core after 02, and the evaluations of real selections fill the other core
-EVALS := $(foreach i,$(IPCS),$(foreach m,random_real $(GEN_METHODS) $(REAL_METHODS),$(RUN_DIR)/eval/$(m)_ipc$(i)/04_evaluate.ipynb))
+EVALS := $(foreach i,$(IPCS),$(foreach m,random_real $(GEN_METHODS) $(REAL_METHODS) $(CEILING_METHODS),$(RUN_DIR)/eval/$(m)_ipc$(i)/04_evaluate.ipynb))
 
 $(RUN_DIR)/01_encode.ipynb:
 	$(call papermill,notebooks/01_encode.ipynb,$@,-p run_dir $(RUN_DIR) -p figures_dir $(FIGURES) -p progress False)

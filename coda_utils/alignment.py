@@ -1,7 +1,7 @@
 """Distribution Alignment: CoDA's guided sampling for any diffusers SD 1.x/2.x or SDXL pipeline.
 
 At denoising step ``i`` with model input ``x_t`` and conditional noise prediction ``eps_c``
-(``../shared/docs/coda-method.md`` section 3)::
+(``docs/method.md`` section 3)::
 
     x0     = (x_t - sigma_t * eps_c) / alpha_t            # predicted clean latent
     d_eps  = -(alpha_t / sigma_t) * gamma * s_i * (z_rep - x0)

@@ -17,10 +17,19 @@ from typing import Callable
 import numpy as np
 
 from .datasets import LabeledImages
-from .io import export_image_folder
+from .io import export_image_folder, read_json
 
 __all__ = ["check_ipc", "check_ipc_counts", "random_real", "export_selection", "kmeans_nearest_real", "herding", "select_per_class",
-           "selection_overlap"]
+           "selection_overlap", "ROUND_TRIP", "vae_round_trip", "StaleRoundTripError"]
+
+#: the ceiling methods: another method's real set passed through the prior's VAE and back
+#: (posterior mean, decoded, brought back to the set's size). A generator working in this latent
+#: space cannot do better than its own VAE's reconstructions of the images it aims at.
+ROUND_TRIP = {"vae_coda_r": "coda_r", "vae_random_real": "random_real"}
+
+
+class StaleRoundTripError(RuntimeError):
+    """A round-trip set was made by another VAE or from another source set."""
 
 
 def check_ipc_counts(counts, class_names, ipc: int, what: str) -> None:
@@ -179,3 +188,63 @@ def selection_overlap(selections) -> np.ndarray:
         for j, b in enumerate(sets):
             m[i, j] = len(np.intersect1d(a, b)) / max(1, len(a))
     return m
+
+
+# --------------------------------------------------------------------------------------
+# The VAE's ceiling: real sets passed through the latent space and back
+# --------------------------------------------------------------------------------------
+def vae_round_trip(src_dir: str | Path, out_dir: str | Path, vae_or_pipe, method: str, batch_size: int = 256) -> Path:
+    """Write ``src_dir``'s set (an exported ImageFolder with ``manifest.json``) passed through
+    the VAE and back as a new set ``out_dir`` named ``method``.
+
+    Each image is brought to the VAE's size with the resize mode the set was exported with (its
+    manifest's ``resize_policy``; Fashion-MNIST: padded 28 -> 32), encoded to its posterior mean,
+    decoded, and brought back to the set's size (the inverse of that mode), exactly as a
+    generated image reaches a set. The manifest records the source set, its files' hash and the
+    VAE's fingerprint; an existing ``out_dir`` made from the same source by the same VAE is kept,
+    one made otherwise raises :class:`StaleRoundTripError` (delete it to redo it).
+
+    Returns:
+        ``out_dir``.
+    """
+    import hashlib
+
+    import torch
+
+    from .alignment import latents_to_native
+    from .encoding import decode_latents, encode_images, get_vae, native_size, vae_fingerprint
+    from .evaluation import load_image_folder_tensors
+
+    src, out = Path(src_dir), Path(out_dir)
+    if not (src / "manifest.json").is_file():
+        raise FileNotFoundError(f"{src} is not a finished set (no manifest.json): make the set {method} is a round trip "
+                                "of first (notebook 02 for coda_r, notebook 04 for random_real)")
+    manifest = read_json(src / "manifest.json")
+    vae = get_vae(vae_or_pipe)
+    x, y = load_image_folder_tensors(src)
+    origin = {"source_set": str(src), "source_method": manifest.get("method"),
+              "source_sha256": hashlib.sha256(x.numpy().tobytes()).hexdigest()[:16],
+              "vae": vae_fingerprint(vae)}
+    if (out / "manifest.json").is_file():  # the same images through the same VAE (wherever the run moved)
+        old = read_json(out / "manifest.json")
+        if all(old.get(k) == _as_json(origin[k]) for k in ("source_sha256", "vae")):
+            return out
+        raise StaleRoundTripError(f"{out} was not made from {src} by this VAE (its manifest names another source "
+                                  f"set or VAE); delete {out} to make it again")
+    policy = manifest.get("resize_policy") or {}
+    size = native_size(vae)
+    mode = policy.get("mode") or ("pad" if x.shape[-2] <= size[0] and x.shape[-1] <= size[1] else "squash")
+    rec = decode_latents(vae, encode_images(vae, x, batch_size=batch_size, device=vae.device, resize=mode), batch_size)
+    rec = latents_to_native(rec, tuple(x.shape[-2:]), mode)
+    if rec.shape[1] != x.shape[1]:  # a 3-channel VAE on a grayscale set, or the reverse
+        rec = rec.float().mean(1, keepdim=True).round().to(torch.uint8) if x.shape[1] == 1 else rec.expand(-1, 3, -1, -1)
+    meta = {k: v for k, v in manifest.items() if k not in ("files", "versions", "method")}
+    meta.update({"method": method, **origin})
+    return export_image_folder(out, rec.numpy(), y, manifest["classes"], meta)
+
+
+def _as_json(obj):
+    """``obj`` as it reads back from JSON (tuples become lists), for comparing with a manifest."""
+    import json
+
+    return json.loads(json.dumps(obj))

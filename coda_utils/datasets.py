@@ -4,7 +4,7 @@ Every dataset is a :class:`LabeledImages`: a list of class ids (folder names or 
 human-readable class names (the first name is the prompt), integer labels, and a way to load
 any subset of images as a ``uint8`` tensor ``N x C x H x W`` at a chosen size.
 
-Fashion-MNIST is split three ways (``../shared/docs/embedded-world.md``):
+Fashion-MNIST is split three ways (``docs/embedded-world.md``):
 
 ========  =====================  ==========================================
 split     images                 who may see it

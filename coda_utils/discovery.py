@@ -1,4 +1,4 @@
-"""Stage 2 of CoDA: Distribution Discovery, per class (``../shared/docs/coda-method.md`` section 2).
+"""Stage 2 of CoDA: Distribution Discovery, per class (``docs/method.md`` section 2).
 
 For one class with latents ``n x C x h x w``:
 
@@ -265,7 +265,7 @@ def make_exactly_ipc(embedding: np.ndarray, labels: np.ndarray, probabilities: n
         labels, probabilities: HDBSCAN's output on ``embedding`` (-1 = noise).
         ipc: representatives wanted; ``1 <= ipc <= n``.
         min_cluster_size, min_samples: HDBSCAN's settings, reused for the splits.
-    Steps (coda-method.md section 2, step 5), each representative tagged with its strategy:
+    Steps (``docs/method.md`` section 2, step 5), each representative tagged with its strategy:
         ``hdbscan`` (M >= IPC: the IPC largest clusters, representative = highest membership
         probability), ``split`` (the largest cluster with >= 2 x min_cluster_size members is
         split by sub-HDBSCAN + best-inertia 2-means), ``noise_fill`` (k-means on the noise when

@@ -1,6 +1,6 @@
 """Evaluation of a distilled set: train a fresh network on it, test on the real test split.
 
-Three protocols (``../shared/docs/coda-method.md`` section 4), see :func:`get_protocol`:
+Three protocols (``docs/method.md`` section 4), see :func:`get_protocol`:
 
 ``dc``
     DC/DSA/DM small-benchmark protocol without augmentation: SGD lr 0.01, momentum 0.9,
@@ -14,6 +14,17 @@ Three protocols (``../shared/docs/coda-method.md`` section 4), see :func:`get_pr
     SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 64, lr x0.2 at 2/3 and 5/6 of
     training; RandomResizedCrop(scale 0.5-1), horizontal flip, colour jitter 0.4, PCA
     lighting 0.1 (:func:`idc_augment`) and CutMix with beta 1 on every batch (:func:`cutmix`).
+``rded``
+    the **soft-label** protocol of RDED / SRe2L (the ImageNet-1K protocol of CoDA's 60.4 % and
+    of every ImageNet-1K row of its peers), as ``LINs-lab/RDED`` ``validation/main.py`` and
+    ``argument.py``: a frozen teacher relabels every augmented batch and the student learns
+    the teacher's outputs softened at temperature 20 with a KL loss (``batchmean``); AdamW lr
+    0.001, betas (0.9, 0.999), weight decay 0.01 on weights only; RDED's per-epoch schedule
+    ``0.5 (1 + cos(pi e / 2E))`` (from 1x down to 0.5x); 300 epochs; batch 10 / 50 / 100 at
+    IPC 1 / 10 / 50 (x2 from 100 classes, at most the set's size); ShufflePatches (factor 2),
+    RandomResizedCrop(scale 1/2-1), flip (:func:`rded_augment`) and CutMix on every batch.
+    Soft- and hard-label results differ by ~15 points on the same images and never share a
+    table (:func:`format_table`); each row names its teacher.
 
 Everything runs as batched tensor operations on one device: the whole distilled set is held
 there as a float tensor, every epoch draws a permutation from a seeded ``torch.Generator``,
@@ -73,7 +84,11 @@ __all__ = [
     "normalize",
     "dsa_augment",
     "idc_augment",
+    "rded_augment",
+    "shuffle_patches",
     "cutmix",
+    "train_teacher",
+    "load_teacher",
     "top1_accuracy",
     "train_and_evaluate",
     "PRECISIONS",
@@ -88,14 +103,18 @@ __all__ = [
     "load_image_folder_tensors",
 ]
 
-PROTOCOLS = ("dc", "dsa", "idc")
+PROTOCOLS = ("dc", "dsa", "idc", "rded")
+#: the protocols whose targets come from a teacher (soft labels); never in one table with the others
+SOFT_LABEL_PROTOCOLS = ("rded",)
 #: DSA's evaluation strategy (DC/DSA/DM ``--dsa_strategy`` default)
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 #: the columns of :func:`evaluate`'s results; ``epochs`` and ``precision`` follow them (the
 #: resume key needs them)
 RESULT_COLUMNS = ["method", "ipc", "arch", "protocol", "selection_seed", "seed", "acc", "acc_best", "train_seconds"]
-_CSV_COLUMNS = RESULT_COLUMNS + ["epochs", "precision"]
-_KEY_COLUMNS = ["method", "ipc", "arch", "protocol", "selection_seed", "seed", "epochs", "precision"]
+_CSV_COLUMNS = RESULT_COLUMNS + ["epochs", "precision", "teacher"]
+_KEY_COLUMNS = ["method", "ipc", "arch", "protocol", "selection_seed", "seed", "epochs", "precision", "teacher"]
+#: the ``teacher`` of a hard-label row
+NO_TEACHER = "none"
 #: ``fp32``, or ``bf16`` autocast for the forward passes (see the module docstring)
 PRECISIONS = ("fp32", "bf16")
 #: a selection seed's networks get seeds ``selection_seed * NETWORK_SEED_STRIDE + r``
@@ -125,9 +144,16 @@ class Protocol:
         batch_size: mini-batch size (the last batch of an epoch may be smaller).
         lr, momentum, weight_decay: SGD settings.
         lr_gamma: factor applied to the learning rate at each milestone.
-        augmentation: ``"none"``, ``"dsa"`` or ``"idc"``.
+        augmentation: ``"none"``, ``"dsa"``, ``"idc"`` or ``"rded"``.
         cutmix_beta: CutMix's Beta(beta, beta) parameter, ``None`` for no CutMix.
         cutmix_prob: probability that a batch is CutMix-ed.
+        optimizer: ``"sgd"`` (with ``momentum``) or ``"adamw"`` (betas 0.9, 0.999; weight decay
+            on weight matrices and kernels only, as RDED's ``get_parameters``).
+        schedule: ``"multistep"`` (x ``lr_gamma`` at :attr:`milestones`) or ``"rded_cosine"``
+            (RDED's per-epoch factor ``0.5 (1 + cos(pi e / 2E))``).
+        temperature: soft labels: the student learns ``softmax(teacher / T)`` with a KL loss;
+            ``None``: hard labels and cross-entropy.
+        patch_factor: RDED's ShufflePatches factor (and crop scale ``1/factor``-1).
     """
 
     name: str
@@ -140,13 +166,28 @@ class Protocol:
     augmentation: str = "none"
     cutmix_beta: float | None = None
     cutmix_prob: float = 0.0
+    optimizer: str = "sgd"
+    schedule: str = "multistep"
+    temperature: float | None = None
+    patch_factor: int = 1
 
     def __post_init__(self) -> None:
         _protocol_name(self.name)
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be positive, got {self.epochs} and {self.batch_size}")
-        if self.augmentation not in ("none", "dsa", "idc"):
-            raise ValueError(f"unknown augmentation {self.augmentation!r}; use 'none', 'dsa' or 'idc'")
+        if self.augmentation not in ("none", "dsa", "idc", "rded"):
+            raise ValueError(f"unknown augmentation {self.augmentation!r}; use 'none', 'dsa', 'idc' or 'rded'")
+        if self.optimizer not in ("sgd", "adamw") or self.schedule not in ("multistep", "rded_cosine"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r} or schedule {self.schedule!r}")
+        if self.temperature is not None and self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.patch_factor < 1:
+            raise ValueError(f"patch_factor must be at least 1, got {self.patch_factor}")
+
+    @property
+    def soft_labels(self) -> bool:
+        """Whether the targets are a teacher's softened outputs (the protocol needs a teacher)."""
+        return self.temperature is not None
 
     @property
     def milestones(self) -> list[int]:
@@ -164,14 +205,14 @@ def _protocol_name(protocol: str | Protocol) -> str:
 def epochs_for_ipc(protocol: str | Protocol, ipc: int) -> int:
     """Default training epochs of ``protocol`` for ``ipc`` images per class.
 
-    ``dc``: 300; ``dsa``: 1000; ``idc`` (IDC's ``ipc_epoch``): IPC 1 -> 3000, <= 10 -> 2000,
+    ``dc`` and ``rded``: 300; ``dsa``: 1000; ``idc`` (IDC's ``ipc_epoch``): IPC 1 -> 3000, <= 10 -> 2000,
     <= 50 -> 1500, <= 200 -> 1000, <= 500 -> 500, larger -> 300. (IDC also shortens the
     schedule to 2/3 for 100-class sets; that is not applied here; pass ``epochs=`` instead.)
     """
     name = _protocol_name(protocol)
     if ipc < 1:
         raise ValueError(f"ipc must be at least 1, got {ipc}")
-    if name == "dc":
+    if name in ("dc", "rded"):
         return 300
     if name == "dsa":
         return 1000
@@ -185,22 +226,35 @@ def lr_milestones(protocol: str | Protocol, epochs: int) -> list[int]:
     """Epochs after which the learning rate drops, for a run of ``epochs`` epochs.
 
     ``dc`` / ``dsa``: ``[epochs // 2]`` (x0.1); ``idc``: ``[2 * epochs // 3, 5 * epochs // 6]``
-    (x0.2 each), as IDC's ``MultiStepLR``. Milestones at epoch 0 (runs of one epoch) are dropped.
+    (x0.2 each), as IDC's ``MultiStepLR``; ``rded``: none (its schedule is a cosine). Milestones
+    at epoch 0 (runs of one epoch) are dropped.
     """
     name = _protocol_name(protocol)
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if name == "rded":
+        return []
     fractions = ((1, 2),) if name in ("dc", "dsa") else ((2, 3), (5, 6))
     return [m for m in (epochs * num // den for num, den in fractions) if m > 0]
 
 
-def get_protocol(name: str, ipc: int, epochs: int | None = None) -> Protocol:
+def rded_batch_size(ipc: int, num_classes: int) -> int:
+    """RDED's student batch size: 10 / 50 / 100 for IPC 1 / up to 10 / more, doubled from 100
+    classes, at most the set's size (``ipc x num_classes``)."""
+    base = 10 if ipc <= 1 else 50 if ipc <= 10 else 100
+    if num_classes >= 100:
+        base *= 2
+    return max(1, min(base, ipc * num_classes))
+
+
+def get_protocol(name: str, ipc: int, epochs: int | None = None, num_classes: int = 10) -> Protocol:
     """The :class:`Protocol` ``name`` for a set of ``ipc`` images per class.
 
     Args:
-        name: ``"dc"``, ``"dsa"`` or ``"idc"`` (case-insensitive).
-        ipc: images per class of the set to evaluate (decides the idc epochs).
+        name: ``"dc"``, ``"dsa"``, ``"idc"`` or ``"rded"`` (case-insensitive).
+        ipc: images per class of the set to evaluate (decides the idc epochs and the rded batch).
         epochs: overrides the default epoch count; the lr milestones scale with it.
+        num_classes: classes of the set (decides the rded batch size).
     """
     key = _protocol_name(name)
     n_epochs = epochs_for_ipc(key, ipc) if epochs is None else int(epochs)
@@ -210,6 +264,10 @@ def get_protocol(name: str, ipc: int, epochs: int | None = None) -> Protocol:
         return Protocol("dc", n_epochs, batch_size=256, lr_gamma=0.1, augmentation="none")
     if key == "dsa":
         return Protocol("dsa", n_epochs, batch_size=256, lr_gamma=0.1, augmentation="dsa")
+    if key == "rded":
+        return Protocol("rded", n_epochs, batch_size=rded_batch_size(ipc, num_classes), lr=0.001, weight_decay=0.01,
+                        augmentation="rded", cutmix_beta=1.0, cutmix_prob=1.0, optimizer="adamw", schedule="rded_cosine",
+                        temperature=20.0, patch_factor=2)
     return Protocol("idc", n_epochs, batch_size=64, lr_gamma=0.2, augmentation="idc",
                     cutmix_beta=1.0, cutmix_prob=1.0)
 
@@ -349,6 +407,57 @@ def dsa_augment(x: torch.Tensor, generator: torch.Generator, strategy: str = DSA
     return _DSA_FNS[choice](x, generator).contiguous()
 
 
+def _resized_crop_flip(x: torch.Tensor, generator: torch.Generator, scale: tuple[float, float]) -> torch.Tensor:
+    """Per image: RandomResizedCrop (area ``scale``, aspect ratio 3/4-4/3, resized back to the
+    input size, bilinear) and a horizontal flip with probability 0.5, in one ``grid_sample``.
+    The crop is drawn once instead of torchvision's up-to-10 retries: a side longer than the
+    image is clamped to the image (so the crop stays inside it)."""
+    n = x.shape[0]
+    area = _rand(n, x, generator) * (scale[1] - scale[0]) + scale[0]
+    log_r = _rand(n, x, generator) * (math.log(4 / 3) - math.log(3 / 4)) + math.log(3 / 4)
+    ratio = torch.exp(log_r)
+    cw = torch.sqrt(area * ratio).clamp(max=1.0)      # crop width / image width
+    chh = torch.sqrt(area / ratio).clamp(max=1.0)     # crop height / image height
+    cx = (_rand(n, x, generator) * 2 - 1) * (1 - cw)  # crop centre in [-1, 1] coordinates
+    cy = (_rand(n, x, generator) * 2 - 1) * (1 - chh)
+    flip = torch.where(_rand(n, x, generator) < 0.5, -1.0, 1.0).to(x.dtype)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2] = cw * flip, cx
+    theta[:, 1, 1], theta[:, 1, 2] = chh, cy
+    return _affine(x, theta, align_corners=False)
+
+
+def shuffle_patches(x: torch.Tensor, generator: torch.Generator, factor: int = 2) -> torch.Tensor:
+    """RDED's ShufflePatches, batched: cut each image into ``factor`` vertical strips and put
+    them in a random order, then the same with horizontal strips (an order drawn per image and
+    per direction). Strips are ``size // factor`` wide, the last one takes the remainder, as in
+    RDED. ``factor=1`` returns ``x``."""
+    if factor <= 1:
+        return x
+    n = x.shape[0]
+
+    def along(img: torch.Tensor, dim: int) -> torch.Tensor:
+        size = img.shape[dim]
+        edges = [i * (size // factor) for i in range(factor)] + [size]
+        parts = [torch.arange(edges[k], edges[k + 1], device=img.device) for k in range(factor)]
+        orders = [torch.randperm(factor, generator=generator, device=img.device).tolist() for _ in range(n)]
+        index = torch.stack([torch.cat([parts[k] for k in order]) for order in orders])  # output -> source
+        shape = [n, 1, 1, 1]
+        shape[dim] = size
+        return img.gather(dim, index.view(shape).expand(img.shape))
+
+    return along(along(x, 3), 2)
+
+
+def rded_augment(x: torch.Tensor, generator: torch.Generator, factor: int = 2, max_scale: float = 1.0) -> torch.Tensor:
+    """RDED's student transforms on a float batch in [0, 1], before normalization:
+    ShufflePatches(``factor``), RandomResizedCrop(scale ``1/factor`` to ``max_scale``, aspect
+    ratio 3/4-4/3) and a horizontal flip (:func:`shuffle_patches`; the crop as in
+    :func:`idc_augment`)."""
+    x = shuffle_patches(x, generator, factor)
+    return _resized_crop_flip(x, generator, (1.0 / factor, max_scale))
+
+
 def idc_augment(x: torch.Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.5, 1.0),
                 jitter: float = 0.4, lighting: float = 0.1) -> torch.Tensor:
     """IDC's ImageNet training transforms on a float batch in [0, 1], before normalization.
@@ -362,18 +471,7 @@ def idc_augment(x: torch.Tensor, generator: torch.Generator, scale: tuple[float,
     the image is clamped to the image (so the crop stays inside it).
     """
     n, c, _, _ = x.shape
-    area = _rand(n, x, generator) * (scale[1] - scale[0]) + scale[0]
-    log_r = _rand(n, x, generator) * (math.log(4 / 3) - math.log(3 / 4)) + math.log(3 / 4)
-    ratio = torch.exp(log_r)
-    cw = torch.sqrt(area * ratio).clamp(max=1.0)      # crop width / image width
-    chh = torch.sqrt(area / ratio).clamp(max=1.0)     # crop height / image height
-    cx = (_rand(n, x, generator) * 2 - 1) * (1 - cw)  # crop centre in [-1, 1] coordinates
-    cy = (_rand(n, x, generator) * 2 - 1) * (1 - chh)
-    flip = torch.where(_rand(n, x, generator) < 0.5, -1.0, 1.0).to(x.dtype)
-    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
-    theta[:, 0, 0], theta[:, 0, 2] = cw * flip, cx
-    theta[:, 1, 1], theta[:, 1, 2] = chh, cy
-    x = _affine(x, theta, align_corners=False)
+    x = _resized_crop_flip(x, generator, scale)
 
     if jitter > 0:
         gray_w = torch.as_tensor(_GRAY_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
@@ -573,7 +671,9 @@ def train_and_evaluate(
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
-) -> dict[str, float | int]:
+    teacher: nn.Module | None = None,
+    return_model: bool = False,
+) -> dict[str, Any]:
     """Train a fresh ``arch`` on ``(train_x, train_y)`` under ``protocol``, test it on ``test``.
 
     The network's initial weights come from ``torch.manual_seed(seed)`` (inside
@@ -599,6 +699,10 @@ def train_and_evaluate(
             or ``"auto"`` (:func:`resolve_precision`).
         channels_last: train and test in the channels-last memory format (measured by the
             benchmark; slower than the default on the CPUs tried).
+        teacher: the frozen network whose softened outputs on each augmented batch are the
+            targets of a soft-label protocol (``rded``; required there, refused elsewhere). It
+            sees the same normalized batch as the student (:func:`load_teacher`).
+        return_model: also return the trained network (``"model"``, in eval mode).
 
     Returns:
         ``acc``: test accuracy (percent) of the final network, the headline number;
@@ -623,7 +727,13 @@ def train_and_evaluate(
     elif int(max(ytr.max(), yte.max())) >= num_classes:
         raise ValueError(f"labels reach {int(max(ytr.max(), yte.max()))} but num_classes is {num_classes}")
     if isinstance(protocol, str):
-        protocol = get_protocol(protocol, ipc=int(torch.bincount(ytr).max()))
+        protocol = get_protocol(protocol, ipc=int(torch.bincount(ytr).max()), num_classes=num_classes)
+    if protocol.soft_labels and teacher is None:
+        raise ValueError(f"protocol {protocol.name} learns from a teacher's soft labels: pass teacher= "
+                         "(notebook 04: the teacher parameter; see load_teacher / train_teacher)")
+    if teacher is not None and not protocol.soft_labels:
+        raise ValueError(f"protocol {protocol.name} trains on hard labels; a teacher is only used by "
+                         f"{', '.join(SOFT_LABEL_PROTOCOLS)}")
     if eval_every is not None and eval_every < 1:
         raise ValueError(f"eval_every must be a positive number of epochs, got {eval_every}")
     mean, std = normalization if normalization is not None else _default_normalization(c)
@@ -646,10 +756,23 @@ def train_and_evaluate(
     x_all = train_x.to(device).float().div_(255)
     y_all = ytr.to(device)
 
+    if teacher is not None:
+        teacher = teacher.to(device).eval().requires_grad_(False)
+
     # 3. Optimizer and learning-rate schedule of the protocol
-    opt = torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum,
-                          weight_decay=protocol.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=protocol.milestones, gamma=protocol.lr_gamma)
+    if protocol.optimizer == "adamw":  # RDED: no weight decay on biases and norm parameters
+        decay = [p for p in model.parameters() if p.ndim > 1]
+        rest = [p for p in model.parameters() if p.ndim <= 1]
+        opt = torch.optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}], lr=protocol.lr,
+                                betas=(0.9, 0.999), weight_decay=protocol.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum,
+                              weight_decay=protocol.weight_decay)
+    if protocol.schedule == "rded_cosine":
+        total = protocol.epochs
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.5 * (1.0 + math.cos(math.pi * e / total / 2)))
+    else:
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=protocol.milestones, gamma=protocol.lr_gamma)
 
     # 4. Training loop: a seeded permutation per epoch, batches by indexing, augmentation on the
     #    whole batch; the test split is evaluated after the last epoch (and every eval_every)
@@ -670,6 +793,8 @@ def train_and_evaluate(
             xb, yb = x_all[idx], y_all[idx]
             if protocol.augmentation == "idc":
                 xb = idc_augment(xb, gen)
+            elif protocol.augmentation == "rded":
+                xb = rded_augment(xb, gen, protocol.patch_factor)
             xb = normalize(xb, mean, std)
             if protocol.augmentation == "dsa":
                 xb = dsa_augment(xb, gen)
@@ -679,9 +804,16 @@ def train_and_evaluate(
                 xb, target = cutmix(xb, yb, num_classes, gen, protocol.cutmix_beta)
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
+            if teacher is not None:  # soft labels: the teacher relabels this augmented batch
+                with torch.no_grad(), _autocast(device, precision):
+                    target = F.softmax(teacher(xb).float() / protocol.temperature, dim=1)
             with _autocast(device, precision):
                 logits = model(xb)
-            loss = F.cross_entropy(logits.float(), target)
+            if teacher is not None:
+                loss = F.kl_div(F.log_softmax(logits.float() / protocol.temperature, dim=1), target,
+                                reduction="batchmean")
+            else:
+                loss = F.cross_entropy(logits.float(), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -696,17 +828,125 @@ def train_and_evaluate(
             acc_best = max(acc_best, acc)
             bar.set_postfix(loss=f"{epoch_loss:.3f}", acc=f"{acc:.1f}")
     bar.close()
-    return {"acc": acc, "acc_best": acc_best, "train_seconds": train_seconds,
-            "epochs": protocol.epochs, "train_loss": epoch_loss, "precision": precision}
+    out = {"acc": acc, "acc_best": acc_best, "train_seconds": train_seconds,
+           "epochs": protocol.epochs, "train_loss": epoch_loss, "precision": precision}
+    if return_model:
+        out["model"] = model.eval()
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Teachers of the soft-label protocol
+# --------------------------------------------------------------------------------------
+TEACHER_FORMAT = "coda-teacher-1"
+
+
+class StaleTeacherError(RuntimeError):
+    """A cached teacher was trained with other settings or on other data."""
+
+
+def _tensor_sha(x: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def train_teacher(train_x: torch.Tensor, train_y: Any, test_x: torch.Tensor, test_y: Any, path: str | os.PathLike,
+                  arch: str = "convnet3", protocol: str = "dc", epochs: int | None = 50, seed: int = 0,
+                  device: str | torch.device = "cpu", precision: str = "auto",
+                  normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+                  progress: bool = True) -> tuple[nn.Module, dict]:
+    """A teacher for the soft-label protocol where no pretrained one exists (the embedded
+    world): ``arch`` trained once with hard labels on a whole real training split (Fashion-MNIST:
+    all of ``target``) under ``protocol``, saved to ``path`` with its accuracy on the test split.
+
+    A later call finds ``path`` and loads it when it was made with the same settings and the
+    same images (a hash of them); one made otherwise raises :class:`StaleTeacherError` (delete
+    the file to train again). The test accuracy is reported, never used to choose anything.
+
+    Returns:
+        ``(teacher, meta)`` as :func:`load_teacher`.
+    """
+    ytr = _check_pair(train_x, train_y, "teacher train")
+    yte = _check_pair(test_x, test_y, "teacher test")
+    num_classes = int(max(ytr.max(), yte.max())) + 1
+    proto = get_protocol(protocol, int(torch.bincount(ytr).max()), epochs, num_classes)
+    if proto.soft_labels:
+        raise ValueError(f"a teacher is trained with hard labels; protocol {protocol!r} needs a teacher itself")
+    settings = {"arch": arch.lower(), "protocol": proto.name, "epochs": proto.epochs, "seed": int(seed),
+                "precision": resolve_precision(precision, device), "num_classes": num_classes,
+                "channels": int(train_x.shape[1]), "im_size": int(train_x.shape[-1]), "n_train": len(train_x),
+                "train_sha256": _tensor_sha(train_x), "labels_sha256": _tensor_sha(ytr)}
+    path = Path(path)
+    if path.is_file():
+        model, meta = load_teacher(path, device)
+        if meta.get("settings") != settings:
+            raise StaleTeacherError(f"{path} holds a teacher trained with other settings or data "
+                                    f"({meta.get('settings')}); delete it to train this one ({settings})")
+        return model, meta
+    res = train_and_evaluate(train_x, ytr, test_x, yte, arch, proto, seed, device=device, progress=progress,
+                             num_classes=num_classes, normalization=normalization, precision=precision,
+                             return_model=True)
+    model = res.pop("model").cpu()
+    meta = {"format": TEACHER_FORMAT, "arch": settings["arch"], "num_classes": num_classes,
+            "channels": settings["channels"], "im_size": settings["im_size"], "settings": settings,
+            "test_acc": res["acc"], "train_seconds": res["train_seconds"],
+            "id": f"{settings['arch']}-{proto.name}{proto.epochs}-seed{seed}-{settings['train_sha256'][:8]}"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "wb") as fh:
+        torch.save({**meta, "state_dict": model.state_dict()}, fh)
+    return model.to(device).eval(), meta
+
+
+def load_teacher(spec: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Load a frozen teacher for the soft-label protocol.
+
+    Args:
+        spec: a checkpoint written by :func:`train_teacher`, or ``"torchvision:<arch>:<file>"``
+            for a torchvision classifier's state dict (e.g. ``torchvision:resnet18:resnet18.pth``,
+            the ImageNet teacher of RDED; needs torchvision, and the class order of its head
+            must be the dataset's).
+
+    Returns:
+        ``(teacher, meta)``: the network in eval mode on ``device`` without gradients, and a
+        dict with at least ``id`` (what result rows name) and ``num_classes``.
+    """
+    text = str(spec)
+    if text.startswith("torchvision:"):
+        try:
+            _, name, file = text.split(":", 2)
+            import torchvision
+        except ValueError:
+            raise ValueError(f"teacher {text!r}: use torchvision:<arch>:<state dict file>") from None
+        except ImportError:
+            raise ImportError(f"teacher {text!r} needs torchvision, which is not installed") from None
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        head = [v for k, v in state.items() if k.endswith("fc.weight") or k.endswith("classifier.weight")]
+        num_classes = int(head[-1].shape[0]) if head else 1000
+        model = getattr(torchvision.models, name)(num_classes=num_classes)
+        model.load_state_dict(state)
+        meta = {"id": f"torchvision-{name}-{Path(file).stem}", "num_classes": num_classes, "arch": name}
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise FileNotFoundError(f"teacher {path} not found: pass a checkpoint of train_teacher or "
+                                    "torchvision:<arch>:<file> (notebook 04: parameter teacher)")
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if ckpt.get("format") != TEACHER_FORMAT:
+            raise ValueError(f"{path} is not a teacher checkpoint of train_teacher (format {ckpt.get('format')!r})")
+        model = build_model(ckpt["arch"], ckpt["num_classes"], ckpt["channels"], ckpt["im_size"])
+        model.load_state_dict(ckpt.pop("state_dict"))
+        meta = ckpt
+    return model.to(device).eval().requires_grad_(False), meta
 
 
 # --------------------------------------------------------------------------------------
 # Repeats, result files and tables
 # --------------------------------------------------------------------------------------
 #: defaults for the columns that results files written before they existed lack: those files
-#: hold one selection (seed 0) evaluated in fp32
-_LEGACY_DEFAULTS = {"selection_seed": 0, "precision": "fp32"}
-_DTYPES = {"method": str, "arch": str, "protocol": str, "precision": str}
+#: hold one selection (seed 0) evaluated in fp32 with hard labels
+_LEGACY_DEFAULTS = {"selection_seed": 0, "precision": "fp32", "teacher": NO_TEACHER}
+_DTYPES = {"method": str, "arch": str, "protocol": str, "precision": str, "teacher": str}
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
@@ -758,6 +998,8 @@ def evaluate(
     eval_every: int | None = None,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     progress: bool = True,
+    teacher: nn.Module | None = None,
+    teacher_id: str | None = None,
 ) -> pd.DataFrame:
     """Evaluate one distilled set: train ``repeats`` fresh networks on it and test each.
 
@@ -780,13 +1022,16 @@ def evaluate(
             it stopped (``eval_every`` and ``normalization`` are not part of that key). The
             file is locked while this runs: a second process evaluating into it is refused
             (:class:`~coda_utils.io.FolderBusyError`) instead of losing rows.
-        eval_every, normalization, progress: passed to :func:`train_and_evaluate`.
+        eval_every, normalization, progress, teacher: passed to :func:`train_and_evaluate`.
+        teacher_id: what the ``teacher`` column of the rows names (required with a teacher,
+            e.g. :func:`load_teacher`'s ``id``); part of the resume key, so a result made with
+            another teacher is never taken for this one. Hard-label rows say ``"none"``.
 
     Returns:
         One row per requested network (trained now or found in ``out_csv``) with the columns
         ``method, ipc, arch, protocol, selection_seed, seed, acc, acc_best, train_seconds,
-        epochs, precision``; ``acc`` (final network, headline) and ``acc_best`` (best over the
-        evaluations during training, selected on test, secondary) in percent.
+        epochs, precision, teacher``; ``acc`` (final network, headline) and ``acc_best`` (best
+        over the evaluations during training, selected on test, secondary) in percent.
     """
     # 1. Check inputs
     if repeats < 1:
@@ -800,11 +1045,14 @@ def evaluate(
     short = int((torch.bincount(ytr, minlength=num_classes) < ipc).sum())
     if short:
         warnings.warn(f"{method}: {short} class(es) have fewer than ipc={ipc} images", stacklevel=2)
-    proto = get_protocol(protocol, ipc, epochs)
+    proto = get_protocol(protocol, ipc, epochs, num_classes=num_classes)
+    if teacher is not None and not teacher_id:
+        raise ValueError("a teacher needs its teacher_id (what the results rows name), e.g. load_teacher(...)[1]['id']")
     precision = resolve_precision(precision, device)
     seeds = network_seeds(selection_seed, repeats) if seed is None else list(range(int(seed), int(seed) + repeats))
     key = {"method": str(method), "ipc": int(ipc), "arch": arch.lower(), "protocol": proto.name,
-           "selection_seed": int(selection_seed), "epochs": proto.epochs, "precision": precision}
+           "selection_seed": int(selection_seed), "epochs": proto.epochs, "precision": precision,
+           "teacher": str(teacher_id) if teacher is not None else NO_TEACHER}
 
     # 2. The networks already in the results file (locked: one evaluating process per file)
     path = Path(out_csv) if out_csv is not None else None
@@ -813,7 +1061,7 @@ def evaluate(
         if path is not None:
             existing = read_results(path)
             mask = np.ones(len(existing), dtype=bool)
-            for col in ("method", "arch", "protocol", "precision"):
+            for col in ("method", "arch", "protocol", "precision", "teacher"):
                 mask &= existing[col].astype(str).to_numpy() == key[col]
             for col in ("ipc", "epochs", "selection_seed"):
                 mask &= existing[col].astype(int).to_numpy() == key[col]
@@ -828,7 +1076,7 @@ def evaluate(
                 continue
             res = train_and_evaluate(train_x, ytr, test_x, yte, arch, proto, s, device=device,
                                      eval_every=eval_every, progress=progress, num_classes=num_classes,
-                                     normalization=normalization, precision=precision)
+                                     normalization=normalization, precision=precision, teacher=teacher)
             row = pd.DataFrame([{**key, "seed": s, "acc": res["acc"], "acc_best": res["acc_best"],
                                  "train_seconds": res["train_seconds"]}])[_CSV_COLUMNS]
             if path is not None:
@@ -840,15 +1088,15 @@ def evaluate(
 
 
 #: the columns that identify one experiment (everything but the seeds)
-GROUP_COLUMNS = ["method", "ipc", "arch", "protocol", "epochs", "precision"]
+GROUP_COLUMNS = ["method", "ipc", "arch", "protocol", "epochs", "precision", "teacher"]
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and spread of each experiment, over selection seeds and, separately, over networks.
 
     Rows of ``df`` (one per network, as :func:`evaluate` returns or :func:`read_results`
-    reads) are grouped by ``method, ipc, arch, protocol, epochs, precision`` (the last two when
-    present, so runs of different lengths or precisions never mix). Within a group, each
+    reads) are grouped by ``method, ipc, arch, protocol, epochs, precision, teacher`` (the last
+    three when present, so runs of different lengths, precisions or teachers never mix). Within a group, each
     selection seed's networks are averaged first; then
 
     - ``acc_mean``, ``acc_std``: mean and sample std over selection seeds of those averages
@@ -891,7 +1139,8 @@ def _pm(mean: float, std: float) -> str:
 
 
 def format_table(summary: pd.DataFrame, settings: Sequence[str] | None = None) -> str:
-    """A markdown table of :func:`summarize`'s output.
+    """A markdown table of :func:`summarize`'s output (two tables, each with its heading, when
+    it holds both hard-label and soft-label protocols: they are never compared in one).
 
     "acc (final)" is the headline: mean ± std over selection seeds (each seed's networks
     averaged). "network std" is the spread between networks trained on one set, shown apart
@@ -904,8 +1153,17 @@ def format_table(summary: pd.DataFrame, settings: Sequence[str] | None = None) -
             precision``, those present); a caller that states constant settings elsewhere
             passes fewer.
     """
+    protocols = summary["protocol"].astype(str) if "protocol" in summary.columns else pd.Series([], dtype=str)
+    soft = protocols.isin(SOFT_LABEL_PROTOCOLS).to_numpy()
+    if soft.any() and not soft.all():  # soft and hard labels never share a table
+        return "\n\n".join([
+            "Hard labels (cross-entropy on the set's own labels):", format_table(summary[~soft], settings),
+            "Soft labels (a teacher relabels every augmented batch; not comparable with the table above):",
+            format_table(summary[soft], settings)])
     if settings is None:
         settings = [c for c in ("ipc", "arch", "protocol", "epochs", "precision") if c in summary.columns]
+        if soft.any() and "teacher" in summary.columns:
+            settings.append("teacher")
     headers = ["method"] + [("IPC" if c == "ipc" else c) for c in settings] + [
         "acc (final), mean ± std over selection seeds", "network std", "acc_best (secondary, selected on test)",
         "seeds x networks"]

@@ -228,12 +228,13 @@ SPECS: dict[str, dict[str, Checker]] = {
     "00_build_prior": {
         "seed": integer(0), "vae_steps": integer(0), "unet_steps": integer(0), "decoder_steps": integer(0),
         "vae_batch": integer(1), "unet_batch": integer(1), "vae_channels": list_of(integer(1)),
-        "unet_channels": list_of(integer(1)), "text_width": integer(1), "latent_passes": integer(1),
+        "vae_latent_channels": integer(1), "unet_channels": list_of(integer(1)), "text_width": integer(1), "latent_passes": integer(1),
         "pool_limit": integer(1, none=True), "device": device(), "tokenizer_dir": text(none=True, what="a directory path"),
         "judge_steps": integer(0), "fidelity_samples": integer(1), "fd_target_images": integer(2),
         "sampling_steps": integer(1), "cfg_scale": number(1.0), "out_dir": text(what="a directory path"),
         "overwrite_shipped": boolean(), "work_dir": text(what="a directory path"), "judge_dir": text(what="a directory path"),
         "figures_dir": text(none=True, what="a directory path"), "write_card": boolean(), "progress": boolean(),
+        "round_trip": text(none=True, what="a results file path"),
     },
     "01_encode": {
         **DATA, "model": model(), "size": integer(8, none=True), "resize": choice(("center_crop", "squash", "pad"), none=True),
@@ -261,7 +262,9 @@ SPECS: dict[str, dict[str, Checker]] = {
         "distilled": directory(none=True), "ipc": integer(1), "selection_seeds": seeds(), "repeats": integer(1),
         "arch": _architecture(), "protocol": choice(_protocols), "epochs": integer(1, none=True),
         "eval_every": integer(1, none=True), "precision": choice(("auto", "fp32", "bf16")), "image_size": integer(8, none=True),
-        "test_limit": integer(1, none=True), "device": device(), "threads": integer(1, none=True), **COMMON,
+        "test_limit": integer(1, none=True), "device": device(), "threads": integer(1, none=True),
+        "teacher": text(none=True, what="a teacher checkpoint or torchvision:<arch>:<file>"),
+        "teacher_epochs": integer(1), **COMMON,
     },
     "05_ablations": {
         "model": model(), "out_dir": text(what="a directory path"),

@@ -3,10 +3,11 @@
 It is trained **only on the ``pool`` split** of Fashion-MNIST, seen through label-preserving
 "web" transforms (polarity inversion, scale, position, rotation, gamma) and free-text
 captions, so that, like SDXL for ImageNet, it is a general prior whose distribution differs
-from the ``target`` split being distilled (``../shared/docs/embedded-world.md``).
+from the ``target`` split being distilled (``docs/embedded-world.md``).
 
 The result is a standard diffusers :class:`~diffusers.StableDiffusionPipeline` (CLIP-style
-tokenizer and text encoder, :class:`~diffusers.AutoencoderKL` 32x32 -> 4x8x8,
+tokenizer and text encoder, :class:`~diffusers.AutoencoderKL` 32x32 -> 4x8x8 (the latent width is
+``PriorConfig.vae_latent_channels``),
 :class:`~diffusers.UNet2DConditionModel`, DPM-Solver++ 2M Karras scheduler with Stable
 Diffusion's scaled-linear betas) saved with ``save_pretrained`` and loaded offline with
 ``DiffusionPipeline.from_pretrained(path)``.
@@ -45,6 +46,9 @@ __all__ = [
     "build_unet",
     "build_scheduler",
     "train_prior",
+    "train_autoencoder",
+    "latent_shape",
+    "config_from_report",
     "load_prior",
     "SHIPPED_PRIOR",
 ]
@@ -99,6 +103,7 @@ class PriorConfig:
     vae_batch: int = 128
     vae_lr: float = 1e-3
     vae_kl_weight: float = 1e-6
+    vae_latent_channels: int = 4  # latents 4x8x8; wider candidates: benchmarks/vae_candidates.py
     # text encoder
     text_width: int = 64
     text_layers: int = 2
@@ -266,10 +271,16 @@ def build_vae(cfg: PriorConfig):
         up_block_types=("UpDecoderBlock2D",) * n,
         block_out_channels=tuple(cfg.vae_channels),
         layers_per_block=1,
-        latent_channels=4,
+        latent_channels=cfg.vae_latent_channels,
         norm_num_groups=8,
         sample_size=32,
     )
+
+
+def latent_shape(cfg: PriorConfig) -> tuple[int, int, int]:
+    """``(channels, h, w)`` of the VAE's latents: each block but the last halves the 32x32 canvas."""
+    side = 32 // 2 ** (len(cfg.vae_channels) - 1)
+    return cfg.vae_latent_channels, side, side
 
 
 def build_unet(cfg: PriorConfig):
@@ -278,10 +289,11 @@ def build_unet(cfg: PriorConfig):
     n = len(cfg.unet_channels)
     down = ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)
     up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1)
+    c, side, _ = latent_shape(cfg)
     return UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
+        sample_size=side,
+        in_channels=c,
+        out_channels=c,
         down_block_types=down,
         up_block_types=up,
         block_out_channels=tuple(cfg.unet_channels),
@@ -329,7 +341,7 @@ class StaleCheckpointError(RuntimeError):
 #: the fields each stage adds to what decides it (a stage also depends on every earlier stage)
 STAGE_FIELDS = {
     "vae": ["seed", "invert_p", "scale_range", "max_rotation_deg", "gamma_range", "vae_channels", "vae_steps",
-            "vae_batch", "vae_lr", "vae_kl_weight"],
+            "vae_batch", "vae_lr", "vae_kl_weight", "vae_latent_channels"],
     "latents": ["latent_passes"],
     "unet": ["background_caption_p", "caption_dropout", "text_width", "text_layers", "text_heads", "max_tokens",
              "unet_channels", "unet_layers_per_block", "unet_steps", "unet_batch", "unet_lr", "ema_decay"],
@@ -585,6 +597,24 @@ def finetune_decoder(cfg: PriorConfig, vae, pool: torch.Tensor, work: Path, prog
     return vae, log, seconds
 
 
+def train_autoencoder(cfg: PriorConfig, work: str | Path, pool: LabeledImages | None = None, progress: bool = True,
+                      device: str = "cpu"):
+    """The VAE stages alone (train the VAE, then fine-tune its decoder), resumable in ``work``
+    exactly as :func:`train_prior` runs them, so that a latent space can be judged (PSNR, the
+    round-trip cost of a real set) before a UNet is trained on it; :func:`train_prior` on the
+    same ``work`` directory then reuses both checkpoints. Returns the VAE (in eval mode, on the
+    CPU) and ``{"vae_seconds", "decoder_seconds", "vae_log", "decoder_log"}``."""
+    work = Path(work)
+    (work / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    pool = pool if pool is not None else load_fashion_mnist("pool")
+    pool_px = pool.load()
+    vae, vae_log, vae_seconds = train_vae(cfg, pool_px, work, progress, device)
+    vae, decoder_log, decoder_seconds = finetune_decoder(cfg, vae, pool_px, work, progress)
+    return vae.cpu().eval(), {"vae_seconds": vae_seconds, "decoder_seconds": decoder_seconds, "vae_log": vae_log,
+                              "decoder_log": decoder_log}
+
+
 def prepare_tokenizer(work: Path, cfg: PriorConfig, tokenizer_dir: str | Path | None = None):
     """The run's tokenizer, made once per work directory and reused on every resume (the text
     encoder's checkpoints are only valid with the token ids they were trained with).
@@ -672,6 +702,14 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, work_dir: str | Path | No
     return report
 
 
+def config_from_report(report: dict) -> PriorConfig:
+    """The :class:`PriorConfig` a saved prior was trained with (its ``training_report.json``).
+    Reports of the first prior (latents 4x8x8) predate ``vae_latent_channels``."""
+    known = {f.name for f in dataclasses.fields(PriorConfig)}
+    made = {"vae_latent_channels": 4, **report["config"]}
+    return PriorConfig(**{k: v for k, v in made.items() if k in known})
+
+
 def load_prior(path: str | Path = SHIPPED_PRIOR, device: str = "cpu", dtype: torch.dtype = torch.float32):
     """Load a saved prior (or any diffusers pipeline directory) offline."""
     from diffusers import DiffusionPipeline
@@ -715,12 +753,16 @@ def vae_reconstruction_psnr(vae, images: torch.Tensor, batch_size: int = 500) ->
             "n": int(len(mse))}
 
 
-def write_model_card(model_dir: str | Path, report: dict, quality: dict) -> Path:
-    """Write ``README.md`` (the model card) into a saved prior's directory."""
+def write_model_card(model_dir: str | Path, report: dict, quality: dict, round_trip: str | Path | None = None) -> Path:
+    """Write ``README.md`` (the model card) into a saved prior's directory.
+
+    ``round_trip``: the latent-space candidates' results (``benchmarks/vae_candidates.py
+    --stage report --out``), shown as the card's round-trip table when the file exists."""
     model_dir = Path(model_dir)
     cfg = report["config"]
     p = report["parameters"]
     q = quality
+    shape = "x".join(map(str, latent_shape(config_from_report(report))))
     lines = [
         "# fashion-prior: a tiny text-to-image latent diffusion model",
         "",
@@ -750,8 +792,8 @@ def write_model_card(model_dir: str | Path, report: dict, quality: dict) -> Path
         "|---|---|---|",
         f"| tokenizer | CLIP-style byte-pair encoding trained on the caption corpus, {report['vocab_size']} tokens, max {cfg['max_tokens']} | - |",
         f"| text encoder | `CLIPTextModel`, width {cfg['text_width']}, {cfg['text_layers']} layers, {cfg['text_heads']} heads | {p['text_encoder']:,} |",
-        f"| VAE | `AutoencoderKL`, 1x32x32 -> 4x8x8, block channels {tuple(cfg['vae_channels'])}, scaling factor {report['scaling_factor']:.4f} | {p['vae']:,} |",
-        f"| UNet | `UNet2DConditionModel`, 8x8 latents, block channels {tuple(cfg['unet_channels'])}, cross-attention | {p['unet']:,} |",
+        f"| VAE | `AutoencoderKL`, 1x32x32 -> {shape}, block channels {tuple(cfg['vae_channels'])}, scaling factor {report['scaling_factor']:.4f} | {p['vae']:,} |",
+        f"| UNet | `UNet2DConditionModel`, {shape} latents, block channels {tuple(cfg['unet_channels'])}, cross-attention | {p['unet']:,} |",
         "| scheduler | `DPMSolverMultistepScheduler`: DPM-Solver++ 2M, Karras sigmas, SD's scaled-linear betas 0.00085-0.012, 1000 steps, epsilon prediction | - |",
         "",
         "## Training (wall-clock minutes; " + ", ".join(f"{k} trained on {v}" for k, v in report.get("trained_on", {}).items())
@@ -780,6 +822,17 @@ def write_model_card(model_dir: str | Path, report: dict, quality: dict) -> Path
         "",
         "![samples](../../../figures/prior_samples.png)",
     ]
+    if round_trip is not None and Path(round_trip).is_file():
+        import pandas as pd
+
+        from .report import round_trip_table
+
+        lines += ["", "## The latent space: what the VAE round trip costs", "",
+                  f"This prior's latents are {shape}. Passing real images through the VAE and back bounds what any "
+                  "generator in this latent space can reach (the study's `vae_coda_r` and `vae_random_real` rows). "
+                  "This VAE and the latent-space candidates measured against it (`benchmarks/vae_candidates.py`; "
+                  "a candidate is shipped only when its round trip costs at most 1 point):", "",
+                  round_trip_table(pd.read_csv(round_trip), "results/vae_round_trip.csv")]
     path = model_dir / "README.md"
     with atomic_write(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -10,9 +10,11 @@ A study run (``runs/study`` by default) is laid out as::
     sets/herding_ipc10/               02: herding (deterministic: one set, no seed)
     sets/random_real_ipc10_seed3/     04: the random-real draw of seed 3
     sets/coda_g_ipc10_seed3/          03: G generated from R of seed 3 (also unguided, text_prompt)
+    sets/vae_coda_r_ipc10_seed3/      04: R of seed 3 through the VAE and back (also vae_random_real)
     frechet_ipc10_seed3.json          03: Frechet distances of seed 3's sets to target
     trajectories_ipc10_seed3.npz      03: recorded x0 trajectories
     eval/coda_g_ipc10/results.csv     04: one row per trained network, all seeds of the method
+    teacher/convnet3_dc50.pt          04: the rded protocol's teacher, trained once on target
     results.csv, results.md,          06: all networks; the summary over selection seeds;
     contrasts.md                          the paired contrasts with their 95 % intervals
     versions.json                     every stage: the installed versions it ran with
@@ -35,7 +37,8 @@ __all__ = ["RunDir", "DETERMINISTIC", "STUDY_METHODS", "selection_seeds", "seeds
 #: methods whose set does not depend on a seed (herding is a greedy deterministic selection)
 DETERMINISTIC = ("herding",)
 #: the methods of the study, in the order of its tables
-STUDY_METHODS = ("random_real", "coda_r", "kmeans", "herding", "unguided", "text_prompt", "coda_g")
+STUDY_METHODS = ("random_real", "coda_r", "kmeans", "herding", "unguided", "text_prompt", "coda_g", "vae_coda_r",
+                 "vae_random_real")
 
 
 def selection_seeds(value: int | str | Iterable[int]) -> list[int]:
@@ -133,6 +136,10 @@ class RunDir:
         return self.root / f"trajectories_ipc{int(ipc)}_seed{int(seed)}.npz"
 
     # 04 ---------------------------------------------------------------------------------
+    def teacher(self, arch: str, epochs: int) -> Path:
+        """The soft-label protocol's teacher trained on all of the run's target split."""
+        return self.root / "teacher" / f"{arch.lower()}_dc{int(epochs)}.pt"
+
     def eval_dir(self, method: str, ipc: int) -> Path:
         """Where notebook 04 keeps one method's evaluation (its results, notebook, figure)."""
         return self.root / "eval" / f"{method}_ipc{int(ipc)}"

@@ -27,7 +27,7 @@ import pandas as pd
 __all__ = ["Contrast", "STUDY_CONTRASTS", "per_seed", "contrast", "contrasts", "format_contrasts", "verdict"]
 
 #: the columns that make one experiment setting (besides the method)
-SETTING_COLUMNS = ["ipc", "arch", "protocol", "epochs", "precision"]
+SETTING_COLUMNS = ["ipc", "arch", "protocol", "epochs", "precision", "teacher"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ STUDY_CONTRASTS = (
     Contrast("kmeans", "coda_r", "does k-means nearest-real beat discovery?"),
     Contrast("coda_g", "coda_r", "do guided samples match the representatives they follow?"),
     Contrast("coda_g", "random_real", "do guided samples beat random real images?"),
+    Contrast("coda_g", "vae_coda_r", "does the generator lose anything beyond its VAE?"),
+    Contrast("vae_coda_r", "coda_r", "what does the VAE round trip cost R?"),
+    Contrast("vae_random_real", "random_real", "what does the VAE round trip cost random real?"),
 )
 
 
@@ -131,6 +134,8 @@ def format_contrasts(table: pd.DataFrame, settings: bool = True) -> str:
     """A markdown table of :func:`contrasts`: difference in points, its 95 % interval, the test,
     the seeds it rests on and the verdict."""
     setting = [c for c in SETTING_COLUMNS if c in table.columns] if settings else ["ipc"]
+    if "teacher" in setting and (table["teacher"].astype(str) == "none").all():
+        setting.remove("teacher")  # hard labels only: no teacher to name
     headers = ["contrast", "question"] + [("IPC" if c == "ipc" else c) for c in setting] + [
         "difference (points)", "95 % interval", "test", "seeds", "verdict"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * (2 + len(setting)) + ["---:", "---:", "---", "---:", "---"]) + "|"]

@@ -30,7 +30,7 @@ def tiny_sd_pipeline(work: str | Path, seed: int = 0, channels: int = 1, sample_
     from .prior import PriorConfig, build_scheduler, build_text_encoder, build_unet, build_vae
 
     torch.manual_seed(seed)
-    cfg = PriorConfig(vae_channels=(8, 8, 8), unet_channels=(16, 16, 16), text_width=16, text_heads=2)
+    cfg = PriorConfig(vae_channels=(8, 8, 8), vae_latent_channels=4, unet_channels=(16, 16, 16), text_width=16, text_heads=2)
     tok = _tokenizer(Path(work) / "tokenizer")
     vae = build_vae(cfg)
     if channels != 1:

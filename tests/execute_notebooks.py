@@ -24,8 +24,9 @@ def small_parameters(out: Path) -> dict[str, tuple[str, dict]]:
     """Output notebook name -> (source notebook, the small parameters it runs with in CI).
 
     01 -> 06 share one run directory, as they do with their defaults: 02 reads the cache 01
-    writes, 03 the discoveries of 02, 04 evaluates a selection (random real) and a set of 02
-    (R) over two selection seeds, and 06 draws their table and contrast."""
+    writes, 03 the discoveries of 02, 04 evaluates a selection (random real), a set of 02 (R)
+    and its VAE round trip over two selection seeds, and random real under the soft-label
+    protocol (a one-epoch teacher), and 06 draws their tables and contrasts."""
     run = str(out / "runs" / "study")
     figures = str(out / "figures")
     small = dict(class_limit=3, per_class_limit=120)
@@ -45,6 +46,9 @@ def small_parameters(out: Path) -> dict[str, tuple[str, dict]]:
                                                         progress=False)),
         "04_evaluate.ipynb": ("04_evaluate.ipynb", dict(method="random_real", **evaluate)),
         "04_evaluate_coda_r.ipynb": ("04_evaluate.ipynb", dict(method="coda_r", **evaluate)),
+        "04_evaluate_rded.ipynb": ("04_evaluate.ipynb", dict(method="random_real", **{**evaluate, "epochs": 2},
+                                                             protocol="rded", teacher_epochs=1)),
+        "04_evaluate_vae_coda_r.ipynb": ("04_evaluate.ipynb", dict(method="vae_coda_r", **evaluate)),
         "05_ablations.ipynb": ("05_ablations.ipynb", dict(
             ipc=2, class_limit=3, per_class_limit=60, n_neighbors_grid=[6], min_cluster_size_grid=[5, 8],
             gamma_grid=[0.0, 0.1], guide_fraction_grid=[0.5], variant_gamma_grid=[0.1], ipc_grid=[1], features_grid=["pixels"],

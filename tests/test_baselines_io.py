@@ -104,3 +104,36 @@ def test_reexport_is_complete_or_absent(tmp_path, monkeypatch):
     monkeypatch.setattr(cio, "save_image", real)
     cio.export_image_folder(out, images[:2], [0, 1], ["a", "b"], {"method": "z"})
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a/0000.png", "b/0000.png"]  # no stale images
+
+
+def test_vae_round_trip_set_is_the_vae_reconstruction_and_refuses_another_source(target, tmp_path):
+    import torch
+
+    from coda_utils import baselines, encoding
+    from coda_utils.evaluation import load_image_folder_tensors
+    from coda_utils.prior import PriorConfig, build_vae
+
+    torch.manual_seed(0)
+    vae = build_vae(PriorConfig(vae_channels=(8, 8, 8), vae_latent_channels=16)).eval()
+    src = export_selection(target, random_real(target, 2, seed=3), tmp_path / "rr", "random_real", 2)
+    out = baselines.vae_round_trip(src, tmp_path / "vae_rr", vae, "vae_random_real")
+    x, y = load_image_folder_tensors(src)
+    rx, ry = load_image_folder_tensors(out)
+    # padded 28 -> 32, encoded to the posterior mean, decoded, centre-cropped back to 28
+    expected = encoding.decode_latents(vae, encoding.encode_images(vae, x, resize="pad"))[..., 2:30, 2:30]
+    assert rx.shape == x.shape == (20, 1, 28, 28) and np.array_equal(ry, y) and torch.equal(rx, expected)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["method"] == "vae_random_real" and manifest["source_method"] == "random_real"
+    assert manifest["vae"] == encoding.vae_fingerprint(vae) and manifest["source_indices"] == json.loads(
+        (src / "manifest.json").read_text())["source_indices"]
+    # made again from the same set by the same VAE: kept; from another set or VAE: refused
+    assert baselines.vae_round_trip(src, out, vae, "vae_random_real") == out
+    other = export_selection(target, random_real(target, 2, seed=4), tmp_path / "rr4", "random_real", 2)
+    with pytest.raises(baselines.StaleRoundTripError, match="delete"):
+        baselines.vae_round_trip(other, out, vae, "vae_random_real")
+    with torch.no_grad():
+        vae.decoder.conv_out.bias.add_(0.1)
+    with pytest.raises(baselines.StaleRoundTripError, match="another source set or VAE"):
+        baselines.vae_round_trip(src, out, vae, "vae_random_real")
+    with pytest.raises(FileNotFoundError, match="not a finished set"):
+        baselines.vae_round_trip(tmp_path / "nothing", tmp_path / "x", vae, "vae_coda_r")

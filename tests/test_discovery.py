@@ -206,7 +206,7 @@ def cache(tmp_path_factory, target):
     from coda_utils.prior import PriorConfig, build_vae
 
     torch.manual_seed(0)
-    vae = build_vae(PriorConfig(vae_channels=(8, 8, 8)))
+    vae = build_vae(PriorConfig(vae_channels=(8, 8, 8), vae_latent_channels=4))
     data = limit_dataset(target, class_limit=3, per_class_limit=60)
     return data, encode_dataset(data, vae, tmp_path_factory.mktemp("latents"), encoder_id="tiny", progress=False)
 

@@ -16,7 +16,7 @@ def vae():
     from coda_utils.prior import PriorConfig, build_vae
 
     torch.manual_seed(0)
-    return build_vae(PriorConfig(vae_channels=(8, 8, 8))).eval()
+    return build_vae(PriorConfig(vae_channels=(8, 8, 8), vae_latent_channels=4)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def _nan_for_white_images(vae):
 def test_nan_latent_names_the_image(small, tmp_path, monkeypatch):
     from coda_utils.prior import PriorConfig, build_vae
 
-    vae = build_vae(PriorConfig(vae_channels=(8, 8, 8)))
+    vae = build_vae(PriorConfig(vae_channels=(8, 8, 8), vae_latent_channels=4))
     monkeypatch.setattr(vae, "encode", _nan_for_white_images(vae))
     data = small.subset(np.arange(len(small)))
     data.classes, data.class_names = small.classes, small.class_names
@@ -190,7 +190,9 @@ def test_model_paths_resolve_from_any_working_directory(tmp_path, monkeypatch):
     if not (SHIPPED_PRIOR / "model_index.json").is_file():
         pytest.skip("the shipped prior is not built")
     vae = encoding.load_vae("data/models/fashion-prior")
-    assert vae.config.in_channels == 1 and encoding.native_size(vae) == (32, 32) and vae.config.latent_channels == 4
+    unet = json.loads((SHIPPED_PRIOR / "unet" / "config.json").read_text())
+    assert vae.config.in_channels == 1 and encoding.native_size(vae) == (32, 32)
+    assert vae.config.latent_channels == unet["in_channels"]
 
 
 def test_a_policy_that_cannot_handle_an_image_names_it_and_writes_nothing(vae, imagenet_like, tmp_path):

@@ -91,7 +91,7 @@ def _gen(seed: int) -> torch.Generator:
 
 AUGMENTS = [(f"dsa-{f}", lambda x, g, f=f: ev.dsa_augment(x, g, strategy=f))
             for f in ("color", "crop", "cutout", "flip", "scale", "rotate")]
-AUGMENTS += [("dsa-all", ev.dsa_augment), ("idc", ev.idc_augment)]
+AUGMENTS += [("dsa-all", ev.dsa_augment), ("idc", ev.idc_augment), ("rded", ev.rded_augment)]
 
 
 @pytest.mark.parametrize("name, fn", AUGMENTS, ids=[a[0] for a in AUGMENTS])
@@ -161,7 +161,7 @@ def test_evaluate_csv_and_resume(tiny, tmp_path: Path, monkeypatch) -> None:
     assert df["acc"].between(0, 100).all() and df["acc_best"].between(0, 100).all()
     assert (df["acc_best"] >= df["acc"]).all() and (df["train_seconds"] > 0).all()
     on_disk = pd.read_csv(csv)
-    assert list(on_disk.columns) == ev.RESULT_COLUMNS + ["epochs", "precision"]
+    assert list(on_disk.columns) == ev.RESULT_COLUMNS + ["epochs", "precision", "teacher"]
     assert len(on_disk) == 2
 
     calls = []
@@ -190,8 +190,8 @@ def test_results_files_without_seed_columns_are_read_as_one_fp32_draw(tmp_path: 
     old = tmp_path / "results.csv"
     old.write_text("method,ipc,arch,protocol,seed,acc,acc_best,train_seconds,epochs\nr,10,convnet3,dc,0,70.0,71.0,1.0,300\n")
     df = ev.read_results(old)
-    assert list(df.columns) == ev.RESULT_COLUMNS + ["epochs", "precision"]
-    assert df.loc[0, "selection_seed"] == 0 and df.loc[0, "precision"] == "fp32"
+    assert list(df.columns) == ev.RESULT_COLUMNS + ["epochs", "precision", "teacher"]
+    assert df.loc[0, "selection_seed"] == 0 and df.loc[0, "precision"] == "fp32" and df.loc[0, "teacher"] == "none"
     (tmp_path / "bad.csv").write_text("method,acc\nr,1\n")
     with pytest.raises(ValueError, match="lacks columns"):
         ev.read_results(tmp_path / "bad.csv")
@@ -237,7 +237,7 @@ def test_summarize_and_format_table() -> None:
                        "acc": [80.0, 82.0, 84.0, 86.0, 70.0, 71.0, 72.0], "acc_best": [81.0, 83.0, 85.0, 87.0, 71.0, 72.0, 73.0],
                        "train_seconds": [1.0] * 7, "epochs": [300] * 7, "precision": ["bf16"] * 7})
     s = ev.summarize(df)
-    assert list(s.columns) == ["method", "ipc", "arch", "protocol", "epochs", "precision", "acc_mean", "acc_std", "net_std",
+    assert list(s.columns) == ["method", "ipc", "arch", "protocol", "epochs", "precision", "teacher", "acc_mean", "acc_std", "net_std",
                                "acc_best_mean", "acc_best_std", "seeds", "networks", "n"]
     a = s[s["method"] == "a"].iloc[0]
     assert a["acc_mean"] == 83.0 and a["acc_std"] == pytest.approx(np.sqrt(8))  # seeds average 81 and 85
@@ -263,3 +263,74 @@ def test_load_image_folder_tensors_round_trip(tmp_path: Path) -> None:
     assert torch.equal(x, torch.from_numpy(images[order]))
     x32, _ = ev.load_image_folder_tensors(tmp_path / "set", size=32)
     assert x32.shape == (6, 1, 32, 32)
+
+
+# --------------------------------------------------------------------------------------
+# The soft-label protocol (rded)
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ipc, classes, batch", [(1, 10, 10), (10, 10, 50), (50, 10, 100), (10, 100, 100),
+                                                 (50, 1000, 200), (2, 3, 6)])
+def test_rded_protocol_is_rdeds_recipe(ipc, classes, batch) -> None:
+    p = ev.get_protocol("rded", ipc, num_classes=classes)
+    assert (p.epochs, p.batch_size, p.lr, p.weight_decay, p.optimizer) == (300, batch, 0.001, 0.01, "adamw")
+    assert p.soft_labels and p.temperature == 20.0 and p.patch_factor == 2 and p.cutmix_prob == 1.0
+    assert p.milestones == [] and not ev.get_protocol("dc", ipc).soft_labels
+
+
+def test_shuffle_patches_permutes_whole_strips() -> None:
+    x = torch.arange(3 * 28 * 28, dtype=torch.float32).view(3, 1, 28, 28)
+    seen = set()
+    for seed in range(8):
+        out = ev.shuffle_patches(x, _gen(seed), 2)
+        assert torch.equal(out.flatten().sort().values, x.flatten().sort().values)  # pixels moved, none changed
+        for img, src in zip(out, x):
+            halves = {(r, c): src[0, r * 14:(r + 1) * 14, c * 14:(c + 1) * 14] for r in (0, 1) for c in (0, 1)}
+            quads = [img[0, r * 14:(r + 1) * 14, c * 14:(c + 1) * 14] for r in (0, 1) for c in (0, 1)]
+            order = tuple(next(k for k, h in halves.items() if torch.equal(q, h)) for q in quads)
+            seen.add(order)
+    assert len(seen) == 4  # each of the 2 x 2 strip orders occurs
+    assert torch.equal(ev.shuffle_patches(x, _gen(0), 1), x)
+
+
+def test_rded_needs_a_teacher_and_learns_its_soft_labels(tiny, tmp_path) -> None:
+    x, y, tx, ty = tiny
+    proto = ev.get_protocol("rded", 2, epochs=3, num_classes=10)
+    with pytest.raises(ValueError, match="teacher"):
+        ev.train_and_evaluate(x, y, tx, ty, "convnet3", proto, 0, progress=False)
+    teacher, meta = ev.train_teacher(x, y, tx, ty, tmp_path / "t.pt", epochs=2, precision="fp32", progress=False)
+    assert meta["id"].startswith("convnet3-dc2-seed0-") and 0 <= meta["test_acc"] <= 100
+    with pytest.raises(ValueError, match="hard labels"):
+        ev.train_and_evaluate(x, y, tx, ty, "convnet3", ev.get_protocol("dc", 2, epochs=1), 0, progress=False,
+                              teacher=teacher)
+    runs = [ev.train_and_evaluate(x, y, tx, ty, "convnet3", proto, s, progress=False, teacher=teacher)
+            for s in (0, 0, 1)]
+    assert runs[0]["acc"] == runs[1]["acc"] and runs[0]["train_loss"] == runs[1]["train_loss"]
+    assert runs[0]["train_loss"] != runs[2]["train_loss"] and runs[0]["train_loss"] >= 0  # a KL divergence
+    # the labels of the set do not matter under soft labels: the teacher decides the targets
+    shuffled = ev.train_and_evaluate(x, np.roll(y, 3), tx, ty, "convnet3", proto, 0, progress=False, teacher=teacher)
+    assert shuffled["train_loss"] == runs[0]["train_loss"]
+    # the cached teacher is loaded again; one made from other images is refused
+    again, meta2 = ev.train_teacher(x, y, tx, ty, tmp_path / "t.pt", epochs=2, precision="fp32", progress=False)
+    assert meta2["id"] == meta["id"] and all(torch.equal(a, b) for a, b in zip(again.state_dict().values(),
+                                                                               teacher.state_dict().values()))
+    with pytest.raises(ev.StaleTeacherError, match="delete it"):
+        ev.train_teacher(x.flip(-1), y, tx, ty, tmp_path / "t.pt", epochs=2, precision="fp32", progress=False)
+
+
+def test_rded_rows_name_their_teacher_and_never_share_a_table_with_hard_labels(tiny, tmp_path) -> None:
+    x, y, tx, ty = tiny
+    teacher, meta = ev.train_teacher(x, y, tx, ty, tmp_path / "t.pt", epochs=1, precision="fp32", progress=False)
+    csv = tmp_path / "r.csv"
+    soft = ev.evaluate("random_real", x, y, tx, ty, ipc=2, protocol="rded", repeats=1, epochs=1, out_csv=csv,
+                       progress=False, teacher=teacher, teacher_id=meta["id"])
+    hard = ev.evaluate("random_real", x, y, tx, ty, ipc=2, protocol="dc", repeats=1, epochs=1, out_csv=csv,
+                       progress=False)
+    assert soft.loc[0, "teacher"] == meta["id"] and soft.loc[0, "protocol"] == "rded"
+    assert hard.loc[0, "teacher"] == "none"
+    with pytest.raises(ValueError, match="teacher_id"):
+        ev.evaluate("random_real", x, y, tx, ty, ipc=2, protocol="rded", repeats=1, epochs=1, progress=False,
+                    teacher=teacher)
+    table = ev.format_table(ev.summarize(ev.read_results(csv)))
+    hard_part, soft_part = table.split("Soft labels")
+    assert "| dc |" in hard_part and "rded" not in hard_part
+    assert "| rded |" in soft_part and meta["id"] in soft_part and "| dc |" not in soft_part

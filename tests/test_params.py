@@ -21,7 +21,7 @@ BAD = {
     "threads": 0, "attention_slicing": 1, "vae_tiling": "False", "judge_dir": "/no/such/judge", "trajectory_class": -2,
     "test_root": "/no/such/test", "test_split": 4, "method": "coda g", "distilled": "/no/such/set", "repeats": 0,
     "arch": "vgg11", "protocol": "mtt", "epochs": 0, "eval_every": 0, "precision": "fp16", "image_size": 2,
-    "test_limit": 0, "out_dir": None, "sweeps": ["colour"], "n_neighbors_grid": [1], "min_cluster_size_grid": [],
+    "test_limit": 0, "vae_latent_channels": 0, "round_trip": 3, "teacher": 5, "teacher_epochs": 0, "out_dir": None, "sweeps": ["colour"], "n_neighbors_grid": [1], "min_cluster_size_grid": [],
     "gamma_grid": [-1.0], "guide_fraction_grid": [2.0], "variant_grid": ["bounded"], "variant_gamma_grid": ["x"],
     "ipc_grid": [0], "features_grid": ["clip"], "publish": "yes", "results": "runs/*/results.csv", "selection_seed": -1,
     "ablations_dir": 1, "caption": None, "name": "a b", "seed": -1, "vae_steps": -1, "unet_steps": 1.5,

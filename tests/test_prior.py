@@ -117,6 +117,18 @@ def test_shipped_prior_loads_offline_and_is_deterministic(monkeypatch):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_shipped_prior_is_what_its_training_report_says():
+    import json
+
+    report = json.loads((prior.SHIPPED_PRIOR / "training_report.json").read_text())
+    cfg = prior.config_from_report(report)
+    pipe = prior.load_prior()
+    with torch.no_grad():
+        z = pipe.vae.encode(torch.zeros(1, 1, 32, 32)).latent_dist.mean
+    assert tuple(z.shape[1:]) == prior.latent_shape(cfg) and pipe.unet.config.in_channels == z.shape[1]
+    assert pipe.vae.config.scaling_factor == report["scaling_factor"]
+
+
 def test_shipped_prior_size_limit():
     total = sum(p.stat().st_size for p in prior.SHIPPED_PRIOR.rglob("*") if p.is_file())
     assert total < 20 * 2**20
@@ -124,7 +136,30 @@ def test_shipped_prior_size_limit():
 
 def test_vae_psnr_is_perfect_for_an_identity_like_check():
     # a VAE that reconstructs perfectly gives infinite PSNR -> guard: a random VAE gives a low, finite PSNR
-    vae = prior.build_vae(prior.PriorConfig(vae_channels=(8, 8, 8)))
+    vae = prior.build_vae(prior.PriorConfig(vae_channels=(8, 8, 8), vae_latent_channels=4))
     x = load_fashion_mnist("target").load(np.arange(8))
     r = prior.vae_reconstruction_psnr(vae, x)
     assert 0 < r["psnr_db"] < 15 and r["n"] == 8
+
+
+@pytest.mark.parametrize("channels,blocks,shape", [(4, 3, (4, 8, 8)), (16, 3, (16, 8, 8)), (8, 2, (8, 16, 16))])
+def test_the_latent_shape_decides_vae_and_unet(channels, blocks, shape):
+    cfg = prior.PriorConfig(vae_channels=(8,) * blocks, vae_latent_channels=channels, unet_channels=(16, 16, 16))
+    assert prior.latent_shape(cfg) == shape
+    vae, unet = prior.build_vae(cfg).eval(), prior.build_unet(cfg)
+    with torch.no_grad():
+        z = vae.encode(torch.zeros(1, 1, 32, 32)).latent_dist.mean
+    assert tuple(z.shape[1:]) == shape and unet.config.in_channels == channels == unet.config.out_channels
+    assert unet.config.sample_size == shape[1]
+    # the latent width is part of the VAE stage's fingerprint (a checkpoint of another width is refused)
+    assert prior._stage_fingerprint(cfg, "vae")["vae_latent_channels"] == channels
+
+
+def test_train_autoencoder_is_the_vae_stages_of_train_prior(tmp_path, small_pool):
+    cfg = prior.PriorConfig(**TINY)
+    vae, info = prior.train_autoencoder(cfg, tmp_path / "work", pool=small_pool, progress=False)
+    assert (tmp_path / "work" / "checkpoints" / "decoder.pt").exists() and info["vae_log"] == []
+    report = prior.train_prior(cfg, tmp_path / "model", work_dir=tmp_path / "work", pool=small_pool, progress=False)
+    assert report["vae_seconds"] == info["vae_seconds"] and report["decoder_seconds"] == info["decoder_seconds"]
+    shipped = prior.load_prior(tmp_path / "model").vae
+    assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(), shipped.state_dict().values()))
