@@ -85,9 +85,8 @@ def evaluate(name: str, work: Path, run: rundir.RunDir, ipc: int, seeds: list[in
     for seed in seeds:
         for method, source in baselines.ROUND_TRIP.items():
             src = run.set_dir(source, ipc, seed)
-            if source == "random_real" and not (src / "manifest.json").is_file():
-                picked = baselines.random_real(target, ipc, seed=seed)
-                baselines.export_selection(target, picked, src, "random_real", ipc, {"selection_seed": seed})
+            if source == "random_real":
+                baselines.random_real_set(target, ipc, seed, src)
             out = baselines.vae_round_trip(src, work / name / "sets" / run.set_dir(method, ipc, seed).name, vae, method)
             x, y = evaluation.load_image_folder_tensors(out, classes=target.classes)
             t0 = time.perf_counter()

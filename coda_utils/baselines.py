@@ -17,9 +17,9 @@ from typing import Callable
 import numpy as np
 
 from .datasets import LabeledImages
-from .io import export_image_folder, read_json
+from .io import array_sha256, export_image_folder, read_json
 
-__all__ = ["check_ipc", "check_ipc_counts", "random_real", "export_selection", "kmeans_nearest_real", "herding", "select_per_class",
+__all__ = ["check_ipc", "check_ipc_counts", "random_real", "random_real_set", "export_selection", "kmeans_nearest_real", "herding", "select_per_class",
            "selection_overlap", "ROUND_TRIP", "vae_round_trip", "StaleRoundTripError"]
 
 #: the ceiling methods: another method's real set passed through the prior's VAE and back
@@ -63,6 +63,15 @@ def random_real(data: LabeledImages, ipc: int, seed: int = 0) -> np.ndarray:
         rng = np.random.default_rng([seed, c])
         picks.append(np.sort(rng.choice(data.class_indices(c), size=ipc, replace=False)))
     return np.concatenate(picks)
+
+
+def random_real_set(data: LabeledImages, ipc: int, seed: int, out_dir: str | Path) -> Path:
+    """The random-real set of selection seed ``seed`` in ``out_dir``: drawn (:func:`random_real`)
+    and exported (:func:`export_selection`) unless a finished one is there already."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "manifest.json").is_file():
+        export_selection(data, random_real(data, ipc, seed=seed), out_dir, "random_real", ipc, {"selection_seed": seed})
+    return out_dir
 
 
 def export_selection(data: LabeledImages, indices: np.ndarray, out_dir: str | Path, method: str,
@@ -207,8 +216,6 @@ def vae_round_trip(src_dir: str | Path, out_dir: str | Path, vae_or_pipe, method
     Returns:
         ``out_dir``.
     """
-    import hashlib
-
     import torch
 
     from .alignment import latents_to_native
@@ -223,7 +230,7 @@ def vae_round_trip(src_dir: str | Path, out_dir: str | Path, vae_or_pipe, method
     vae = get_vae(vae_or_pipe)
     x, y = load_image_folder_tensors(src)
     origin = {"source_set": str(src), "source_method": manifest.get("method"),
-              "source_sha256": hashlib.sha256(x.numpy().tobytes()).hexdigest()[:16],
+              "source_sha256": array_sha256(x),
               "vae": vae_fingerprint(vae)}
     if (out / "manifest.json").is_file():  # the same images through the same VAE (wherever the run moved)
         old = read_json(out / "manifest.json")

@@ -354,9 +354,14 @@ class LatentCache:
                                   f"cache {_short(ours, diff)} vs now {_short(fp, diff)}); load the same dataset "
                                   "(same split and limits) or encode again")
 
+    @property
+    def encoder_id(self) -> str:
+        """The model the latents were encoded with (a path or hub id, as given to 01)."""
+        return self.meta["encoder"]["id"]
+
     def check_encoder(self, encoder_id: str | os.PathLike) -> None:
         """Raise :class:`StaleCacheError` unless the cache was made with ``encoder_id``."""
-        if str(encoder_id) != self.meta["encoder"]["id"]:
+        if str(encoder_id) != self.encoder_id:
             raise StaleCacheError(f"latent cache {self.root} was made with encoder {self.meta['encoder']['id']!r}, "
                                   f"not {str(encoder_id)!r}; encode again with that model (notebooks/01_encode.ipynb)")
 

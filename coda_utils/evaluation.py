@@ -70,7 +70,7 @@ import torch.nn.functional as F
 
 from .architectures import build_model
 from .datasets import IMAGE_EXTENSIONS, resize_images
-from .io import atomic_write, exclusive
+from .io import array_sha256, atomic_write, exclusive
 
 __all__ = [
     "Protocol",
@@ -845,12 +845,6 @@ class StaleTeacherError(RuntimeError):
     """A cached teacher was trained with other settings or on other data."""
 
 
-def _tensor_sha(x: torch.Tensor) -> str:
-    import hashlib
-
-    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
-
-
 def train_teacher(train_x: torch.Tensor, train_y: Any, test_x: torch.Tensor, test_y: Any, path: str | os.PathLike,
                   arch: str = "convnet3", protocol: str = "dc", epochs: int | None = 50, seed: int = 0,
                   device: str | torch.device = "cpu", precision: str = "auto",
@@ -876,7 +870,7 @@ def train_teacher(train_x: torch.Tensor, train_y: Any, test_x: torch.Tensor, tes
     settings = {"arch": arch.lower(), "protocol": proto.name, "epochs": proto.epochs, "seed": int(seed),
                 "precision": resolve_precision(precision, device), "num_classes": num_classes,
                 "channels": int(train_x.shape[1]), "im_size": int(train_x.shape[-1]), "n_train": len(train_x),
-                "train_sha256": _tensor_sha(train_x), "labels_sha256": _tensor_sha(ytr)}
+                "train_sha256": array_sha256(train_x), "labels_sha256": array_sha256(ytr)}
     path = Path(path)
     if path.is_file():
         model, meta = load_teacher(path, device)

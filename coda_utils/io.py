@@ -21,6 +21,7 @@ import numpy as np
 
 __all__ = [
     "atomic_write",
+    "array_sha256",
     "write_json",
     "read_json",
     "merge_json",
@@ -101,6 +102,16 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def array_sha256(a) -> str:
+    """The first 16 hex digits of the SHA-256 of an array's (or tensor's) contiguous bytes: what
+    a cache, a set or a teacher records to recognise the exact data it was made from."""
+    import hashlib
+
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().contiguous().numpy()
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
