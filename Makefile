@@ -42,12 +42,14 @@ empty :=
 space := $(empty) $(empty)
 SEEDS_YAML := [$(subst $(space),$(comma)$(space),$(strip $(SEEDS)))]
 
-.PHONY: study full run publish readme test unit nbval prior data bench check-cuda lock clean-venv help
+.PHONY: study full run publish readme test unit nbval notebooks lab prior data bench check-cuda lock clean-venv help
 
 help:
 	@echo "make study   the study on the embedded world: IPC 10, 5 selection seeds, every method ($(RUN_DIR)/, results/study.csv, README tables)"
 	@echo "make full    the full protocol (dc, 300 epochs) at IPC 1, 10 and 50, 5 selection seeds (hours on a CPU)"
-	@echo "make test    unit tests and nbval over the notebooks"
+	@echo "make test    unit tests, and nbval: the stored notebooks re-executed and compared with their outputs"
+	@echo "make notebooks   re-execute notebooks/ in place at their (tutorial) defaults, 00 -> 06, in notebooks/runs/tutorial"
+	@echo "make lab     open JupyterLab on notebooks/ with the project's environment"
 	@echo "make readme  rewrite the README's generated tables from results/*.csv"
 	@echo "make lock    re-resolve requirements.lock (exact versions, hashes) and environment.yml"
 	@echo "make prior   retrain the embedded prior (about 90 min on 2 cores; DEVICE=cuda: minutes)"
@@ -104,7 +106,7 @@ define papermill
 endef
 
 EVAL_ARGS = -p ipc $(2) -y "selection_seeds: $(SEEDS_YAML)" -p repeats $(REPEATS) -p epochs $(EPOCHS) \
-    -p precision $(PRECISION) -p run_dir $(RUN_DIR) -p threads $(THREADS) -p device $(DEVICE) -p progress False
+    -p precision $(PRECISION) -p run_dir $(RUN_DIR) -p threads $(THREADS) -p device $(DEVICE) -p progress False -p curve_every None
 
 define ipc_rules
 $(RUN_DIR)/02_discover_ipc$(1).ipynb: $(RUN_DIR)/01_encode.ipynb
@@ -120,7 +122,7 @@ $(RUN_DIR)/eval/vae_coda_r_ipc$(1)/04_evaluate.ipynb: $(RUN_DIR)/02_discover_ipc
 $(RUN_DIR)/eval/vae_random_real_ipc$(1)/04_evaluate.ipynb: $(RUN_DIR)/eval/random_real_ipc$(1)/04_evaluate.ipynb
 
 $(RUN_DIR)/eval/%_ipc$(1)/04_evaluate.ipynb:
-	$$(call papermill,notebooks/04_evaluate.ipynb,$$@,-p method $$* $$(call EVAL_ARGS,$$*,$(1)))
+	$$(call papermill,notebooks/04_evaluate.ipynb,$$@,-p methods $$* $$(call EVAL_ARGS,$$*,$(1)))
 endef
 $(foreach i,$(IPCS),$(eval $(call ipc_rules,$(i))))
 
@@ -165,15 +167,38 @@ readme: $(STAMP)
 unit: data
 	$(PY) -m pytest -q tests
 
+# nbval: the notebooks as stored (executed at their defaults by `make notebooks`) are re-executed
+# from scratch and every output is compared with the stored one (tests/nbval_sanitize.cfg
+# replaces only what legitimately changes: timings, rates, addresses, paths). The copies run in
+# build/nbval/, so their run folder (build/nbval/runs/tutorial) starts empty.
+NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 nbval: data
-	rm -rf build/nbval && $(PY) tests/execute_notebooks.py build/nbval
+	rm -rf build/nbval && mkdir -p build/nbval && cp $(NOTEBOOKS) build/nbval/
 	$(PY) -m pytest -q --nbval build/nbval/*.ipynb --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+# Re-execute the stored notebooks in place, in order, at their defaults, in one run folder
+# (notebooks/runs/tutorial: the folder a reader's JupyterLab uses), and copy their figures to
+# figures/tutorial/. Run it whenever the prior, a default or the code behind an output changes.
+notebooks: data
+	rm -rf notebooks/runs/tutorial && mkdir -p build/notebooks
+	@start=$$(date +%s); for nb in $(NOTEBOOKS); do \
+	    $(PM) --cwd notebooks $$nb build/$$nb && mv build/$$nb $$nb || exit 1; \
+	done; \
+	rm -rf figures/tutorial && mkdir -p figures/tutorial && \
+	cp notebooks/runs/tutorial/figures/*.png notebooks/runs/tutorial/prior/figures/*.png figures/tutorial/ && \
+	echo "make notebooks: done in $$(( $$(date +%s) - start )) s"
+
+# JupyterLab on notebooks/ with this environment's kernel (the notebooks chain with their defaults);
+# LAB_ARGS="--no-browser --port 8890" for a remote machine
+LAB_ARGS ?=
+lab: data
+	$(PY) -m jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: unit nbval
 
 prior: data
 	@mkdir -p runs/prior-build
-	$(PM) notebooks/00_build_prior.ipynb runs/prior-build/00_build_prior.ipynb \
+	$(PM) notebooks/00_build_prior.ipynb runs/prior-build/00_build_prior.ipynb -f notebooks/params/prior.yaml \
 	    -p out_dir data/models/fashion-prior -p overwrite_shipped True -p work_dir runs/prior-build -p device $(DEVICE) \
 	    -p figures_dir figures
 

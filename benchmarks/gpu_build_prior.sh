@@ -20,7 +20,7 @@ DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 start=$(date +%s)
 "$PY" -m papermill --log-output notebooks/00_build_prior.ipynb "$OUT/00_build_prior.ipynb" \
-    -p out_dir "$OUT/fashion-prior" -p work_dir "$OUT/work" -p device "$DEVICE" -p figures_dir "$OUT/figures" \
+    -f notebooks/params/prior.yaml -p out_dir "$OUT/fashion-prior" -p work_dir "$OUT/work" -p device "$DEVICE" -p figures_dir "$OUT/figures" \
     -p progress False "$@"
 end=$(date +%s)
 "$PY" - "$OUT" "$((end - start))" <<'PY'

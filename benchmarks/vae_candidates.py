@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from coda_utils import baselines, datasets, evaluation, prior, rundir, stats
+from coda_utils import baselines, datasets, evaluation, prior, rundir, setfolder, stats
 from coda_utils.io import read_json, write_json
 
 #: the latent shapes tried (everything else as the first prior)
@@ -88,7 +88,7 @@ def evaluate(name: str, work: Path, run: rundir.RunDir, ipc: int, seeds: list[in
             if source == "random_real":
                 baselines.random_real_set(target, ipc, seed, src)
             out = baselines.vae_round_trip(src, work / name / "sets" / run.set_dir(method, ipc, seed).name, vae, method)
-            x, y = evaluation.load_image_folder_tensors(out, classes=target.classes)
+            x, y, _ = setfolder.read_set(out, classes=target.classes)
             t0 = time.perf_counter()
             evaluation.evaluate(method, x, y, test_x, test_y, ipc=ipc, repeats=1, selection_seed=seed, epochs=epochs,
                                 precision=precision, out_csv=work / name / "results.csv", progress=False)

@@ -2,8 +2,9 @@
 
 One module per stage or concern:
 
-- :mod:`coda_utils.datasets`       Fashion-MNIST splits and ImageFolder / ImageNet subsets
-- :mod:`coda_utils.io`             atomic writes, manifests, ImageFolder export
+- :mod:`coda_utils.datasets`       Fashion-MNIST splits, ImageFolder / ImageNet subsets, the one IPC check
+- :mod:`coda_utils.io`             atomic writes, JSON files, content hashes, folder locks
+- :mod:`coda_utils.setfolder`      the set folder (ImageFolder + manifest.json): its one writer and reader, its channels
 - :mod:`coda_utils.rundir`         the run folder's paths, and the selection seeds of each method
 - :mod:`coda_utils.encoding`       stage 1: the VAE latent cache
 - :mod:`coda_utils.discovery`      stage 2: UMAP + HDBSCAN, exactly IPC representatives (set R)
@@ -15,6 +16,7 @@ One module per stage or concern:
 - :mod:`coda_utils.ablations`      sweeps judged on ``target_val``
 - :mod:`coda_utils.plots`          figures shared by the notebooks
 - :mod:`coda_utils.report`         the README's tables, generated from ``results/``
+- :mod:`coda_utils.params`         the notebooks' parameters, checked before any work starts
 - :mod:`coda_utils.environment`    the locked environment (pyproject, lock, environment.yml agree)
 - :mod:`coda_utils.prior`          the embedded world's tiny text-to-image prior
 - :mod:`coda_utils.judge`          the judge classifier and Frechet distance for prior quality

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import alignment, baselines, discovery, evaluation, rundir
+from . import alignment, baselines, discovery, evaluation, rundir, setfolder
 from .datasets import LabeledImages
 from .io import read_json, write_json
 
@@ -140,17 +140,18 @@ class AblationRunner:
         if sweep not in SWEEPS:
             raise ValueError(f"unknown sweep {sweep!r}; choose from {', '.join(SWEEPS)}")
         p = {**self.defaults, **values}
-        point = Path(self.out_dir) / sweep / _key(values)
+        folder = rundir.AblationDir(self.out_dir)
+        point = folder.point(sweep, _key(values))
         t0 = time.perf_counter()
-        write_json(point / "point.json", {"sweep": sweep, "values": values, "parameters": p, "epochs": self.epochs,
+        write_json(folder.point_json(point), {"sweep": sweep, "values": values, "parameters": p, "epochs": self.epochs,
                                           "selection_seeds": self.selection_seeds, "evaluated_on": self.val.name})
         if self._val is None:
             self._val = (self.val.load(), self.val.labels)
         per_seed = []
-        finished = evaluation.read_results(point / "results.csv")
+        finished = evaluation.read_results(folder.results(point))
         for s in self.selection_seeds:
             rows = finished[(finished["selection_seed"] == s) & (finished["epochs"] == self.epochs)]
-            if len(rows) >= self.repeats and (point / f"seed{s}" / "manifest.json").is_file():
+            if len(rows) >= self.repeats and setfolder.is_finished(folder.set_dir(point, s)):
                 per_seed.append(float(rows["acc"].iloc[:self.repeats].mean()))  # finished: no discovery, no generation
                 continue
             disc = self.discovery(p["ipc"], p["n_neighbors"], p["min_cluster_size"], p["min_samples"], p["features"], s)
@@ -160,18 +161,18 @@ class AblationRunner:
                 guidance = alignment.GuidanceConfig(gamma=p["gamma"], guide_fraction=p["guide_fraction"],
                                                     variant=p.get("variant", "reference"))
                 set_dir = alignment.generate_set(
-                    self.pipe(), point / f"seed{s}", self.fit.classes, self.fit.prompts, p["ipc"],
+                    self.pipe(), folder.set_dir(point, s), self.fit.classes, self.fit.prompts, p["ipc"],
                     z_reps=z_reps if p["gamma"] else None, guidance=guidance, cfg_scale=p["cfg_scale"], steps=p["steps"],
                     seed=s, batch_size=50, native_size=self.fit.native_size, method=f"coda_g_{_key(values)}",
                     model_id=str(self.model), progress=self.progress, extra={"selection_seed": s})
             else:
-                set_dir = baselines.export_selection(self.fit, disc.positions, point / f"seed{s}", f"coda_r_{_key(values)}",
+                set_dir = baselines.export_selection(self.fit, disc.positions, folder.set_dir(point, s), f"coda_r_{_key(values)}",
                                                      p["ipc"], {**disc.manifest(), "features": p["features"],
                                                                 "selection_seed": s})
-            train_x, train_y = evaluation.load_image_folder_tensors(set_dir, classes=self.fit.classes)
+            train_x, train_y, _ = setfolder.read_set(set_dir, classes=self.fit.classes)
             res = evaluation.evaluate(_key(values), train_x, train_y, *self._val, ipc=p["ipc"], repeats=self.repeats,
                                       selection_seed=s, epochs=self.epochs, device=self.device, precision=self.precision,
-                                      out_csv=point / "results.csv", progress=False)
+                                      out_csv=folder.results(point), progress=False)
             per_seed.append(float(res["acc"].mean()))
         return {"sweep": sweep, **values, "acc": float(np.mean(per_seed)),
                 "acc_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else float("nan"),
@@ -182,11 +183,12 @@ def collect(out_dir: str | Path) -> pd.DataFrame:
     """Every finished point under ``out_dir``: one row per (point, selection seed) with its
     sweep, swept values, accuracy on ``target_val`` (its networks averaged) and ``networks``."""
     rows = []
-    for pj in sorted(Path(out_dir).glob("*/*/point.json")):
-        csv = pj.parent / "results.csv"
+    folder = rundir.AblationDir(out_dir)
+    for point in folder.points():
+        csv = folder.results(point)
         if not csv.is_file():
             continue
-        meta = read_json(pj)
+        meta = read_json(folder.point_json(point))
         res = evaluation.read_results(csv)
         for s, part in res.groupby("selection_seed", sort=True):
             rows.append({"sweep": meta["sweep"], **meta["values"], "selection_seed": int(s), "acc": part["acc"].mean(),
@@ -257,7 +259,7 @@ def sweep_figures(points: pd.DataFrame, figures_dir: str | Path) -> dict[str, pd
     tables = {}
     for sweep, part in points.groupby("sweep", sort=False):
         fig = plot_heatmap(sweep_table(part), title=f"{sweep}: accuracy on target_val (%), mean over {part['selection_seed'].nunique()} seeds")
-        save_figure(fig, Path(figures_dir) / f"ablation_{sweep}.png")
+        save_figure(fig, rundir.AblationDir(".").figure(sweep, figures_dir))
         pts = part.assign(point=_labels(part, sweep))
         g = pts.groupby("point", sort=False)["acc"]
         tables[sweep] = pd.DataFrame({"mean": g.mean().round(2), "std over seeds": g.std(ddof=1).round(2), "seeds": g.size()})

@@ -3,10 +3,12 @@
 At denoising step ``i`` with model input ``x_t`` and conditional noise prediction ``eps_c``
 (``docs/method.md`` section 3)::
 
-    x0     = (x_t - sigma_t * eps_c) / alpha_t            # predicted clean latent
+    x0     = (x_t - sigma_t * eps_c) / alpha_t            # 1. the predicted clean latent
     d_eps  = -(alpha_t / sigma_t) * gamma * s_i * (z_rep - x0)
-    eps_c <- eps_c + d_eps                                # then ordinary CFG:
-    eps    = eps_u + w * (eps_c - eps_u)
+    eps_c <- eps_c + d_eps                                # 2. the pull toward the representative
+    eps    = eps_u + w * (eps_c - eps_u)                  # 3. ordinary classifier-free guidance
+
+(the numbers of notebook 03's formula).
 
 ``alpha_t, sigma_t`` are the variance-preserving coefficients of the scheduler at that step
 and ``s_i`` its noise level (``sigma_t / alpha_t``). Guidance is applied only while
@@ -37,7 +39,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .io import atomic_write, exclusive, package_versions, read_json, save_image, write_json
+from . import setfolder
+from .datasets import check_channels, check_ipc
+from .io import atomic_write, exclusive, read_json, write_json
 
 __all__ = [
     "GuidanceConfig",
@@ -209,7 +213,22 @@ def load_pipeline(model: str | Path, device: str = "cpu", dtype: torch.dtype = t
         kw["torch_dtype"] = dtype
     if vae is not None:
         kw["vae"] = AutoencoderKL.from_pretrained(str(vae), local_files_only=Path(vae).exists(), low_cpu_mem_usage=False)
-    pipe = DiffusionPipeline.from_pretrained(str(p), **kw)
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    # no "Loading pipeline components" / "Loading weights" bars (they would be stored in notebooks)
+    shown = [lib for lib in (diffusers_logging, transformers_logging) if lib.is_progress_bar_enabled()]
+    # nor transformers' warnings that its image processors would like torchvision (no pipeline here has one)
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    for lib in shown:
+        lib.disable_progress_bar()
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(p), **kw)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        for lib in shown:
+            lib.enable_progress_bar()
     pipe.set_progress_bar_config(disable=True)
     if attention_slicing:
         pipe.enable_attention_slicing()
@@ -312,13 +331,14 @@ def _hash_representatives(z_reps, ipc: int) -> str:
     return h.hexdigest()[:16]
 
 
-def _check_or_record_settings(out_dir: Path, settings: dict) -> None:
+def _check_or_record_settings(out_dir: Path, settings: dict, legacy: dict | None = None) -> None:
     """Resume only what these very settings made: ``out_dir/.settings.json`` is written before
-    the first image; images found with other (or no) recorded settings are refused."""
+    the first image; images found with other (or no) recorded settings are refused. ``legacy``:
+    the values of keys a settings file written before they were recorded stands for."""
     path = out_dir / ".settings.json"
     has_images = out_dir.is_dir() and any(out_dir.rglob("*.png"))
     if path.is_file():
-        old = read_json(path)
+        old = {**(legacy or {}), **read_json(path)}
         diff = sorted(k for k in settings if old.get(k) != settings[k])
         if diff and has_images:
             raise StaleSetError(f"{out_dir} holds images made with other settings (differ in: {', '.join(diff)}); "
@@ -350,8 +370,11 @@ def generate_set(
     refiner_start: float = 0.8,
     extra: dict | None = None,
     progress: bool = True,
+    channels: int | None = None,
 ) -> Path:
-    """Generate a distilled set as an ImageFolder ``out_dir/<class>/<k>.png``.
+    """Generate a distilled set as the set folder ``out_dir/<class>/<k>.png``
+    (:mod:`coda_utils.setfolder`), in ``channels`` channels: default the pipeline's VAE input
+    channels, the run's set channels (:func:`~coda_utils.setfolder.set_channels`).
 
     Image ``k`` of class ``c`` uses prompt ``prompts[c]``, representative ``z_reps[c][k]`` (if
     given) and seed :func:`sample_seed` ``(seed, c, k)``. Several classes and representatives
@@ -371,8 +394,11 @@ def generate_set(
     out_dir = Path(out_dir)
     if int(steps) < 1:
         raise ValueError(f"steps must be at least 1, got {steps!r} (parameter `steps`)")
-    if int(ipc) < 1 or int(batch_size) < 1:
-        raise ValueError(f"ipc and batch_size must be at least 1, got {ipc!r} and {batch_size!r}")
+    ipc = check_ipc(ipc)
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+    vae_channels = setfolder.set_channels(pipe)
+    channels = vae_channels if channels is None else check_channels(channels)
     jobs = [(c, k) for c in range(len(class_ids)) for k in range(ipc)]
     if z_reps is not None:
         for c, z in enumerate(z_reps):
@@ -391,10 +417,12 @@ def generate_set(
         _check_or_record_settings(out_dir, {
             "classes": list(class_ids), "prompts": list(prompts), "parameters": parameters,
             "model": fingerprint, "refiner": model_fingerprint(refiner) if refiner is not None else None,
-            "representatives": _hash_representatives(z_reps, ipc) if z_reps is not None and guidance.gamma > 0 else None})
-        todo = [(c, k) for c, k in jobs if not (out_dir / class_ids[c] / f"{k:04d}.png").exists()]
-        if todo and (out_dir / "manifest.json").exists():  # complete or absent: no manifest while images are missing
-            (out_dir / "manifest.json").unlink()
+            "representatives": _hash_representatives(z_reps, ipc) if z_reps is not None and guidance.gamma > 0 else None,
+            "channels": channels},
+            legacy={"channels": vae_channels})  # a set made before channels were recorded has its VAE's
+        todo = [(c, k) for c, k in jobs if not setfolder.image_path(out_dir, class_ids[c], k).exists()]
+        if todo:  # complete or absent: no manifest while images are missing
+            setfolder.unfinish(out_dir)
         # 3. Denoising, a batch of (class, k) at a time, each image written atomically as it comes
         t0 = time.perf_counter()
         with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=method, disable=not progress, unit="img") as bar:
@@ -408,7 +436,7 @@ def generate_set(
                 if native_size is not None:
                     imgs = latents_to_native(imgs, native_size, resize)
                 for (c, k), img in zip(chunk, imgs):
-                    save_image(out_dir / class_ids[c] / f"{k:04d}.png", img.numpy())
+                    setfolder.write_image(setfolder.image_path(out_dir, class_ids[c], k), img, channels)
                 bar.update(len(chunk))
         # 4. The manifest last: its presence marks a complete set
         manifest = {
@@ -422,10 +450,9 @@ def generate_set(
             "images": [{"class": class_ids[c], "k": k, "prompt": prompts[c], "representative": k if z_reps is not None else None,
                         "seed": sample_seed(seed, c, k)} for c, k in jobs],
             "generation_seconds_this_call": time.perf_counter() - t0,
-            "versions": package_versions(),
             **(extra or {}),
         }
-        write_json(out_dir / "manifest.json", manifest)
+        setfolder.write_manifest(out_dir, manifest, channels)
         return out_dir
 
 
@@ -458,69 +485,3 @@ def load_trajectories(path: str | Path) -> tuple[dict[str, GuidanceState], torch
                                      x0_before=list(torch.from_numpy(d[f"x0_before_{k}"])),
                                      x0_after=list(torch.from_numpy(d[f"x0_after_{k}"])))
     return states, torch.from_numpy(d["z_rep"]), json.loads(str(d["meta"]))
-
-
-@torch.no_grad()
-def trajectory_figure(pipe, states: dict[str, GuidanceState], z_rep: torch.Tensor, sample: int = 0,
-                      every: int = 3, title: str | None = None):
-    """The predicted clean image x0 of one sample over the steps, one row per run (e.g.
-    unguided / CoDA), decoded with the pipeline's VAE, with the representative at the right."""
-    import matplotlib.pyplot as plt
-
-    from .encoding import decode_latents
-
-    names = list(states)
-    steps = states[names[0]].steps[::every] + ([states[names[0]].steps[-1]] if states[names[0]].steps[-1] % every else [])
-    rows = []
-    for name in names:
-        st = states[name]
-        x0 = torch.stack([st.x0_after[st.steps.index(i)][sample] for i in steps])
-        rows.append(decode_latents(pipe, x0))
-    rep = decode_latents(pipe, z_rep[sample:sample + 1].float())
-    n_cols = len(steps) + 1
-    fig, axes = plt.subplots(len(names), n_cols, figsize=(1.0 * n_cols + 1.2, 1.15 * len(names) + 0.5))
-    axes = np.atleast_2d(axes)
-    for r, (name, imgs) in enumerate(zip(names, rows)):
-        for j in range(n_cols):
-            ax = axes[r, j]
-            img = (imgs[j] if j < len(steps) else rep[0]).permute(1, 2, 0).numpy()
-            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
-            ax.set_xticks([]); ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"step {steps[j]}" if j < len(steps) else "representative", fontsize=8)
-            if j == len(steps):
-                for sp in ax.spines.values():
-                    sp.set_color("C3"); sp.set_linewidth(2)
-        axes[r, 0].set_ylabel(name, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def distance_figure(states: dict[str, GuidanceState], z_rep: torch.Tensor, label: str | None = None,
-                    gamma: float | None = None):
-    """RMS distance between the predicted x0 and each sample's representative latent over the
-    steps (mean and range over the batch), one line per run; guided steps shaded. The title
-    names ``label`` (the class), the number of samples and ``gamma`` when given."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.2, 3.2))
-    z = z_rep.float()
-    for k, (name, st) in enumerate(states.items()):
-        d = torch.stack([(x - z).flatten(1).pow(2).mean(1).sqrt() for x in st.x0_after])  # steps x batch
-        ax.plot(st.steps, d.mean(1), color=f"C{k}", label=name, lw=2)
-        ax.fill_between(st.steps, d.min(1).values, d.max(1).values, color=f"C{k}", alpha=0.15)
-        if any(st.guided):
-            last = max(i for i, g in zip(st.steps, st.guided) if g)
-            ax.axvspan(-0.5, last + 0.5, color="0.9", zorder=0)
-    ax.set_xlabel("denoising step")
-    ax.set_ylabel("RMS distance of x0 to representative")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if label is not None:
-        n = len(z)
-        ax.set_title(f"{label}: {n} sample{'' if n == 1 else 's'}" + ("" if gamma is None else f", gamma {gamma}"),
-                     fontsize=10)
-    fig.tight_layout()
-    return fig

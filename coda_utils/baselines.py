@@ -1,7 +1,8 @@
 """Training-free selections of real images from the ``target`` split.
 
 Each selection returns positions into the dataset (exactly ``ipc`` per class) and can be
-exported as an ImageFolder with :func:`export_selection`.
+exported as a set folder with :func:`export_selection` (written by :mod:`coda_utils.setfolder`,
+in the run's channels).
 
 The latent-space selections (:func:`kmeans_nearest_real`, :func:`herding`) work on one class's
 latents (``n x ...``, as cached by :mod:`coda_utils.encoding`), flattened and standardized
@@ -16,10 +17,12 @@ from typing import Callable
 
 import numpy as np
 
-from .datasets import LabeledImages
-from .io import array_sha256, export_image_folder, read_json
+from . import setfolder
+from .datasets import LabeledImages, check_ipc
+from .discovery import standardize
+from .io import array_sha256
 
-__all__ = ["check_ipc", "check_ipc_counts", "random_real", "random_real_set", "export_selection", "kmeans_nearest_real", "herding", "select_per_class",
+__all__ = ["random_real", "random_real_set", "export_selection", "kmeans_nearest_real", "herding", "select_per_class",
            "selection_overlap", "ROUND_TRIP", "vae_round_trip", "StaleRoundTripError"]
 
 #: the ceiling methods: another method's real set passed through the prior's VAE and back
@@ -32,32 +35,13 @@ class StaleRoundTripError(RuntimeError):
     """A round-trip set was made by another VAE or from another source set."""
 
 
-def check_ipc_counts(counts, class_names, ipc: int, what: str) -> None:
-    """Raise a clear error when ``ipc`` is not a positive integer or exceeds a class's size
-    (``counts[c]`` images in class ``class_names[c]`` of ``what``)."""
-    if int(ipc) != ipc or ipc < 1:
-        raise ValueError(f"ipc must be a positive integer, got {ipc!r}")
-    small = [(name, int(n)) for name, n in zip(class_names, counts) if n < ipc]
-    if small:
-        name, n = min(small, key=lambda t: t[1])
-        raise ValueError(
-            f"ipc={ipc} is larger than {len(small)} class(es) of {what} "
-            f"(smallest: {name!r} has {n} images); choose ipc <= {int(min(counts))}"
-        )
-
-
-def check_ipc(data: LabeledImages, ipc: int) -> None:
-    """Raise a clear error when ``ipc`` is not a positive integer or exceeds a class's size."""
-    check_ipc_counts(data.counts(), data.class_names, ipc, data.name)
-
-
 def random_real(data: LabeledImages, ipc: int, seed: int = 0) -> np.ndarray:
     """A seeded random subset of ``ipc`` images per class (positions into ``data``).
 
     Class ``c`` draws from its own generator seeded by ``(seed, c)``, so a class's pick does not
     depend on the other classes.
     """
-    check_ipc(data, ipc)
+    check_ipc(ipc, data.counts(), data.class_names, data.name)
     picks = []
     for c in range(data.num_classes):
         rng = np.random.default_rng([seed, c])
@@ -69,20 +53,21 @@ def random_real_set(data: LabeledImages, ipc: int, seed: int, out_dir: str | Pat
     """The random-real set of selection seed ``seed`` in ``out_dir``: drawn (:func:`random_real`)
     and exported (:func:`export_selection`) unless a finished one is there already."""
     out_dir = Path(out_dir)
-    if not (out_dir / "manifest.json").is_file():
+    if not setfolder.is_finished(out_dir):
         export_selection(data, random_real(data, ipc, seed=seed), out_dir, "random_real", ipc, {"selection_seed": seed})
     return out_dir
 
 
 def export_selection(data: LabeledImages, indices: np.ndarray, out_dir: str | Path, method: str,
                      ipc: int, extra: dict | None = None) -> Path:
-    """Write the selected real images as ``out_dir/<class>/<k>.png`` with a ``manifest.json``
-    (method, ipc, source indices, classes, the resize policy).
+    """Write the selected real images as the set folder ``out_dir/<class>/<k>.png`` with a
+    ``manifest.json`` (method, ipc, source indices, classes, the resize policy, channels).
 
     Images are written at ``data``'s export size: the native size when all images share one
-    (Fashion-MNIST: 28x28), else the size of ``data``'s resize policy (attach the latent cache's
-    with ``data.with_policy(cache.policy)``), so that R and the generated sets of one run have
-    the same size."""
+    (Fashion-MNIST: 28x28), else the size of ``data``'s resize policy, and in ``data``'s
+    channels: the policy's (the run's VAE input channels) when it names them. Attach the latent
+    cache's policy with ``data.with_policy(cache.policy)``, so that R and the generated sets of
+    one run have the same size and channels."""
     indices = np.asarray(indices)
     images = data.load(indices).numpy()
     manifest = {
@@ -95,24 +80,15 @@ def export_selection(data: LabeledImages, indices: np.ndarray, out_dir: str | Pa
         "resize_policy": None if data.policy is None else data.policy.to_dict(),
         **(extra or {}),
     }
-    return export_image_folder(out_dir, images, data.labels[indices], data.classes, manifest)
+    return setfolder.write_set(out_dir, images, data.labels[indices], data.classes, manifest, channels=data.channels)
 
 
 # --------------------------------------------------------------------------------------
 # Selections in the diffusion model's latent space (one class at a time)
 # --------------------------------------------------------------------------------------
 def _features(latents: np.ndarray, standardized: bool) -> np.ndarray:
-    from .discovery import standardize
-
     x = np.asarray(latents)
     return standardize(x) if standardized else x.reshape(len(x), -1).astype(np.float32)
-
-
-def _class_ipc(n: int, ipc: int) -> None:
-    if int(ipc) != ipc or ipc < 1:
-        raise ValueError(f"ipc must be a positive integer, got {ipc!r}")
-    if ipc > n:
-        raise ValueError(f"ipc={ipc} is larger than the class ({n} images); choose ipc <= {n}")
 
 
 def kmeans_nearest_real(latents: np.ndarray, ipc: int, seed: int = 0, n_init: int = 3,
@@ -133,7 +109,7 @@ def kmeans_nearest_real(latents: np.ndarray, ipc: int, seed: int = 0, n_init: in
 
     x = _features(latents, standardized)
     n = len(x)
-    _class_ipc(n, ipc)
+    check_ipc(ipc, n)
     if ipc == n:
         return np.arange(n)
     import warnings
@@ -161,7 +137,7 @@ def herding(latents: np.ndarray, ipc: int, standardized: bool = True) -> np.ndar
     image closest to the mean. Returns positions within the class, in pick order."""
     x = _features(latents, standardized).astype(np.float64)
     n = len(x)
-    _class_ipc(n, ipc)
+    check_ipc(ipc, n)
     mu = x.mean(0)
     sq = (x ** 2).sum(1)
     total = np.zeros_like(mu)
@@ -181,10 +157,7 @@ def select_per_class(cache, selector: Callable[..., np.ndarray], ipc: int, **kwa
     """Run a per-class selector (``selector(latents, ipc, **kwargs)`` -> positions within the
     class) over every class of a :class:`~coda_utils.encoding.LatentCache`; returns dataset
     positions, class by class, ``ipc`` each."""
-    counts = cache.counts
-    if int(ipc) != ipc or ipc < 1 or ipc > min(counts):
-        c = int(np.argmin(counts))
-        _class_ipc(counts[c], ipc)
+    check_ipc(ipc, cache.counts, cache.class_names, "the latent cache")
     return np.concatenate([cache.indices(c)[selector(cache.latents(c), ipc, **kwargs)] for c in range(cache.num_classes)])
 
 
@@ -209,31 +182,29 @@ def vae_round_trip(src_dir: str | Path, out_dir: str | Path, vae_or_pipe, method
     Each image is brought to the VAE's size with the resize mode the set was exported with (its
     manifest's ``resize_policy``; Fashion-MNIST: padded 28 -> 32), encoded to its posterior mean,
     decoded, and brought back to the set's size (the inverse of that mode), exactly as a
-    generated image reaches a set. The manifest records the source set, its files' hash and the
-    VAE's fingerprint; an existing ``out_dir`` made from the same source by the same VAE is kept,
-    one made otherwise raises :class:`StaleRoundTripError` (delete it to redo it).
+    generated image reaches a set, and written in the source set's channels. The manifest
+    records the source set, its files' hash and the VAE's fingerprint; an existing ``out_dir``
+    made from the same source by the same VAE is kept, one made otherwise raises
+    :class:`StaleRoundTripError` (delete it to redo it).
 
     Returns:
         ``out_dir``.
     """
-    import torch
-
     from .alignment import latents_to_native
     from .encoding import decode_latents, encode_images, get_vae, native_size, vae_fingerprint
-    from .evaluation import load_image_folder_tensors
 
     src, out = Path(src_dir), Path(out_dir)
-    if not (src / "manifest.json").is_file():
+    if not setfolder.is_finished(src):
         raise FileNotFoundError(f"{src} is not a finished set (no manifest.json): make the set {method} is a round trip "
                                 "of first (notebook 02 for coda_r, notebook 04 for random_real)")
-    manifest = read_json(src / "manifest.json")
+    manifest = setfolder.read_manifest(src)
     vae = get_vae(vae_or_pipe)
-    x, y = load_image_folder_tensors(src)
+    x, y, classes = setfolder.read_set(src)
     origin = {"source_set": str(src), "source_method": manifest.get("method"),
               "source_sha256": array_sha256(x),
               "vae": vae_fingerprint(vae)}
-    if (out / "manifest.json").is_file():  # the same images through the same VAE (wherever the run moved)
-        old = read_json(out / "manifest.json")
+    if setfolder.is_finished(out):  # the same images through the same VAE (wherever the run moved)
+        old = setfolder.read_manifest(out)
         if all(old.get(k) == _as_json(origin[k]) for k in ("source_sha256", "vae")):
             return out
         raise StaleRoundTripError(f"{out} was not made from {src} by this VAE (its manifest names another source "
@@ -243,11 +214,9 @@ def vae_round_trip(src_dir: str | Path, out_dir: str | Path, vae_or_pipe, method
     mode = policy.get("mode") or ("pad" if x.shape[-2] <= size[0] and x.shape[-1] <= size[1] else "squash")
     rec = decode_latents(vae, encode_images(vae, x, batch_size=batch_size, device=vae.device, resize=mode), batch_size)
     rec = latents_to_native(rec, tuple(x.shape[-2:]), mode)
-    if rec.shape[1] != x.shape[1]:  # a 3-channel VAE on a grayscale set, or the reverse
-        rec = rec.float().mean(1, keepdim=True).round().to(torch.uint8) if x.shape[1] == 1 else rec.expand(-1, 3, -1, -1)
-    meta = {k: v for k, v in manifest.items() if k not in ("files", "versions", "method")}
+    meta = {k: v for k, v in manifest.items() if k not in ("files", "versions", "method", "channels")}
     meta.update({"method": method, **origin})
-    return export_image_folder(out, rec.numpy(), y, manifest["classes"], meta)
+    return setfolder.write_set(out, rec, y.numpy(), classes, meta, channels=x.shape[1])
 
 
 def _as_json(obj):

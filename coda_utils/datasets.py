@@ -25,6 +25,13 @@ latent cache and in every set's manifest, so that encoding (01), the export of R
 baselines (02), generation (03) and the random-real sets (04) treat every image alike. A
 dataset with a policy attached (:meth:`LabeledImages.with_policy`) loads at the policy's
 size when no size is given.
+
+Channels: a dataset's own images load as 1 channel when they are all grayscale files
+(Fashion-MNIST, a tree of gray PNGs) and as RGB otherwise (:attr:`LabeledImages.gray`). A run's
+sets have the channels of the run's VAE input instead (the rule of
+:mod:`coda_utils.setfolder`): notebook 01 records them in the policy (``channels``), and a
+dataset with that policy attached loads in them, so R, the baselines, G and the round trips of
+one run agree whatever the files are.
 """
 from __future__ import annotations
 
@@ -59,6 +66,11 @@ __all__ = [
     "size_summary",
     "DatasetNotFoundError",
     "DATASETS",
+    "check_ipc",
+    "CHANNEL_MODES",
+    "check_channels",
+    "to_channels",
+    "read_image",
 ]
 
 FASHION_MNIST_CLASSES = [
@@ -141,10 +153,19 @@ class LabeledImages:
         return len(self.classes)
 
     @property
-    def channels(self) -> int:
+    def source_channels(self) -> int:
+        """The images' own channels: 1 for Fashion-MNIST and trees of grayscale files, else 3."""
         if self._pixels is not None:
             return int(self._pixels.shape[1])
         return 1 if self.gray else 3
+
+    @property
+    def channels(self) -> int:
+        """The channels :meth:`load` returns: the policy's when it names them (a run's sets: its
+        VAE's input channels), else :attr:`source_channels`."""
+        if self.policy is not None and self.policy.channels is not None:
+            return int(self.policy.channels)
+        return self.source_channels
 
     @property
     def prompts(self) -> list[str]:
@@ -167,7 +188,8 @@ class LabeledImages:
         return np.tile(np.asarray(self.native_size, dtype=np.int64), (len(self), 1))
 
     def with_policy(self, policy: "ResizePolicy") -> "LabeledImages":
-        """The same dataset, loading at ``policy``'s export size and mode when no size is given."""
+        """The same dataset, loading at ``policy``'s export size and mode when no size is given,
+        and in ``policy``'s channels when it names them."""
         from dataclasses import replace
 
         return replace(self, policy=policy)
@@ -181,7 +203,7 @@ class LabeledImages:
 
     def load(self, indices: Sequence[int] | np.ndarray | None = None, size: int | tuple[int, int] | None = None,
              resize: str | None = None, progress: bool = False) -> torch.Tensor:
-        """Load images as ``uint8`` ``N x C x H x W``.
+        """Load images as ``uint8`` ``N x C x H x W`` with :attr:`channels` channels.
 
         Args:
             indices: positions to load (default: all).
@@ -203,7 +225,7 @@ class LabeledImages:
             resize = self.policy.mode if self.policy is not None else "center_crop"
         size = (size, size) if isinstance(size, int) else tuple(size)
         if self._pixels is not None:
-            return resize_images(self._pixels[torch.as_tensor(idx)], size, resize)
+            return to_channels(resize_images(self._pixels[torch.as_tensor(idx)], size, resize), self.channels)
         assert self.paths is not None
         out = torch.empty((len(idx), self.channels, *size), dtype=torch.uint8)
         it = idx
@@ -212,7 +234,7 @@ class LabeledImages:
             it = tqdm(idx, desc=f"loading {self.name}", unit="img")
         for j, i in enumerate(it):
             try:
-                out[j] = resize_images(_read_image(self.paths[i], self.gray), size, resize)[0]
+                out[j] = resize_images(read_image(self.paths[i], self.channels), size, resize)[0]
             except ValueError as e:
                 raise ValueError(f"{self.paths[i]}: {e}") from None
         return out
@@ -232,6 +254,41 @@ class LabeledImages:
             policy=self.policy,
             gray=self.gray,
         )
+
+
+def check_ipc(ipc, counts=None, class_names: Sequence[str] | None = None, what: str = "the dataset") -> int:
+    """The one check of an IPC (images per class), used by every stage: ``ipc`` must be a
+    positive integer and, when ``counts`` is given, no larger than any class's size.
+
+    Args:
+        counts: one class's size (an int: discovery and the latent-space baselines work one
+            class at a time) or every class's (``class_names[c]`` has ``counts[c]`` images of
+            ``what``); ``None`` checks ``ipc`` alone.
+
+    Returns:
+        ``ipc`` as an int.
+
+    Raises:
+        ValueError: naming the smallest class and the largest IPC that fits.
+    """
+    if isinstance(ipc, bool) or not isinstance(ipc, (int, float, np.integer, np.floating)) or int(ipc) != ipc or ipc < 1:
+        raise ValueError(f"ipc must be a positive integer, got {ipc!r}")
+    ipc = int(ipc)
+    if counts is None:
+        return ipc
+    if np.ndim(counts) == 0:
+        n = int(counts)
+        if ipc > n:
+            raise ValueError(f"ipc={ipc} is larger than the class ({n} images); choose ipc <= {n}")
+        return ipc
+    counts = [int(n) for n in counts]
+    names = list(class_names) if class_names is not None else [str(c) for c in range(len(counts))]
+    small = [(name, n) for name, n in zip(names, counts) if n < ipc]
+    if small:
+        name, n = min(small, key=lambda t: t[1])
+        raise ValueError(f"ipc={ipc} is larger than {len(small)} class(es) of {what} "
+                         f"(smallest: {name!r} has {n} images); choose ipc <= {min(counts)}")
+    return ipc
 
 
 def resize_images(x: torch.Tensor, size: tuple[int, int], mode: str = "center_crop") -> torch.Tensor:
@@ -298,12 +355,16 @@ class ResizePolicy:
             at ``native`` when there is one (generated images are brought back to it with the
             inverse of ``mode``), else at ``size``.
         sizes: :func:`size_summary` of the images the policy was decided on.
+        channels: the channels of every set of the run, the VAE's input channels (1 or 3;
+            :func:`coda_utils.setfolder.set_channels`), recorded by notebook 01; ``None``: the
+            dataset's own (a run without a latent cache).
     """
 
     size: tuple[int, int]
     mode: str
     native: tuple[int, int] | None
     sizes: dict
+    channels: int | None = None
 
     @property
     def export_size(self) -> tuple[int, int]:
@@ -311,15 +372,19 @@ class ResizePolicy:
 
     def to_dict(self) -> dict:
         return {"size": list(self.size), "mode": self.mode, "native": list(self.native) if self.native else None,
-                "export_size": list(self.export_size), "sizes": self.sizes}
+                "export_size": list(self.export_size), "sizes": self.sizes, "channels": self.channels}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ResizePolicy":
-        return cls(tuple(d["size"]), d["mode"], tuple(d["native"]) if d.get("native") else None, dict(d.get("sizes", {})))
+    def from_dict(cls, d: dict, channels: int | None = None) -> "ResizePolicy":
+        """The policy ``d`` describes; ``channels`` fills in a policy recorded without them."""
+        return cls(tuple(d["size"]), d["mode"], tuple(d["native"]) if d.get("native") else None, dict(d.get("sizes", {})),
+                   d["channels"] if d.get("channels") is not None else channels)
 
 
-def decide_resize(data: "LabeledImages", size: int | tuple[int, int], resize: str | None = None) -> ResizePolicy:
-    """The resize policy for ``data`` at the model's ``size``, from the sizes of all its images.
+def decide_resize(data: "LabeledImages", size: int | tuple[int, int], resize: str | None = None,
+                  channels: int | None = None) -> ResizePolicy:
+    """The resize policy for ``data`` at the model's ``size``, from the sizes of all its images;
+    ``channels``: the run's set channels (the VAE's input channels), recorded with it.
 
     Default (``resize=None``): ``"pad"`` when every image has the same size and fits into
     ``size`` (Fashion-MNIST's 28x28 into the prior's 32x32: every pixel kept, nothing
@@ -346,7 +411,7 @@ def decide_resize(data: "LabeledImages", size: int | tuple[int, int], resize: st
         raise ValueError(f"resize='pad' cannot fit {where} ({sizes[i, 0]}x{sizes[i, 1]}, HxW) into {size[0]}x{size[1]}"
                          f"{f' (and {int(larger.sum()) - 1} more images)' if larger.sum() > 1 else ''}; "
                          "pass resize='squash' (the reference) or 'center_crop' (notebook parameter `resize`)")
-    return ResizePolicy(size, mode, data.native_size, size_summary(sizes))
+    return ResizePolicy(size, mode, data.native_size, size_summary(sizes), channels)
 
 
 # --------------------------------------------------------------------------------------
@@ -450,15 +515,53 @@ def imagenet_subset(name: str) -> list[str]:
     return _imagenet_file(fname).split()
 
 
+# --------------------------------------------------------------------------------------
+# Image files and channels (the pixel side of coda_utils.setfolder's channel rule)
+# --------------------------------------------------------------------------------------
+#: PIL modes of grayscale files
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+#: the PIL mode an image of each channel count is decoded and written in (1: L, 3: RGB)
+CHANNEL_MODES = {1: "L", 3: "RGB"}
 
 
-def _read_image(path: Path, gray: bool = False) -> torch.Tensor:
+def check_channels(channels) -> int:
+    """``channels`` as an int, 1 or 3; anything else is a ``ValueError``."""
+    if channels not in CHANNEL_MODES:
+        raise ValueError(f"images have 1 (gray) or 3 (RGB) channels here, not {channels!r}")
+    return int(channels)
+
+
+def to_channels(images: torch.Tensor | np.ndarray, channels: int) -> torch.Tensor:
+    """uint8 images (``N x C x H x W`` or one ``C x H x W``) with ``channels`` channels: gray is
+    repeated to RGB, RGB becomes PIL's luma ``(19595 R + 38470 G + 7471 B + 2^15) >> 16``
+    (what ``Image.convert("L")`` computes). The input comes back unchanged when it has them."""
+    channels = check_channels(channels)
+    x = torch.as_tensor(images)
+    if x.dtype != torch.uint8 or x.ndim not in (3, 4):
+        raise ValueError(f"expected uint8 images C x H x W or N x C x H x W, got {x.dtype} with shape {tuple(x.shape)}")
+    c = x.shape[-3]
+    if c == channels:
+        return x
+    if c == 1:
+        return x.expand(*x.shape[:-3], 3, *x.shape[-2:]).contiguous()
+    if c == 3:
+        rgb = x.to(torch.int32)
+        luma = (rgb.narrow(-3, 0, 1) * 19595 + rgb.narrow(-3, 1, 1) * 38470 + rgb.narrow(-3, 2, 1) * 7471 + 0x8000) >> 16
+        return luma.to(torch.uint8)
+    raise ValueError(f"cannot convert {c}-channel images to {channels} channels")
+
+
+def read_image(path: str | os.PathLike, channels: int | None = None) -> torch.Tensor:
+    """Decode one image file as uint8 ``C x H x W``: with ``channels`` (1 or 3) in that mode,
+    else 1 channel for a grayscale file and 3 for any other (RGBA, CMYK, palette...)."""
     from PIL import Image
 
     with Image.open(path) as im:
-        arr = np.asarray(im.convert("L" if gray else "RGB"))
-    return torch.from_numpy(arr.copy())[None] if gray else torch.from_numpy(arr.copy()).permute(2, 0, 1)
+        if channels is None:
+            channels = 1 if im.mode in _GRAY_MODES else 3
+        arr = np.asarray(im.convert(CHANNEL_MODES[check_channels(channels)]))
+    t = torch.from_numpy(arr.copy())
+    return t[None] if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
 
 
 def _image_size(path: Path, decode: bool) -> tuple[int, int, bool] | None:

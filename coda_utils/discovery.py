@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .baselines import check_ipc_counts
+from .datasets import check_ipc
 
 __all__ = [
     "REFERENCE",
@@ -43,13 +43,11 @@ __all__ = [
     "run_umap",
     "run_hdbscan",
     "make_exactly_ipc",
+    "class_settings",
     "discover_class",
     "load_discovery",
     "discover",
     "umap_2d",
-    "plot_class_embedding",
-    "plot_cluster_sizes",
-    "selection_grid",
 ]
 
 #: the reference script's settings, for ~1,300 images per class (ImageNet)
@@ -92,13 +90,6 @@ def scaled_hyperparameters(class_size: float, n_neighbors: int = REFERENCE["n_ne
 def noise_factor(ipc: int) -> int:
     """How many noise points per missing cluster the noise fill needs (5 / 3 / 1)."""
     return 5 if ipc <= 10 else 3 if ipc <= 50 else 1
-
-
-def _check_ipc(n: int, ipc: int) -> None:
-    if int(ipc) != ipc or ipc < 1:
-        raise ValueError(f"ipc must be a positive integer, got {ipc!r}")
-    if ipc > n:
-        raise ValueError(f"ipc={ipc} is larger than the class ({n} images); choose ipc <= {n}")
 
 
 def _distinct_rows(x: np.ndarray) -> int:
@@ -281,7 +272,7 @@ def make_exactly_ipc(embedding: np.ndarray, labels: np.ndarray, probabilities: n
     if emb.ndim == 1:
         emb = emb[:, None]
     n = len(emb)
-    _check_ipc(n, ipc)
+    check_ipc(ipc, n)
     labels = np.asarray(labels).astype(np.int64)
     probs = np.nan_to_num(np.asarray(probabilities, dtype=np.float64))
     if labels.shape != (n,) or probs.shape != (n,):
@@ -402,6 +393,20 @@ class ClassDiscovery:
         }
 
 
+def class_settings(x: np.ndarray, n_neighbors: int, min_cluster_size: int,
+                   n_components: int = REFERENCE["n_components"]) -> dict:
+    """The settings steps 3-5 use on one class's standardized latents ``x`` (``n x d``):
+    ``n_neighbors``, ``n_components`` and ``min_cluster_size`` clamped for a small class
+    (n_components <= n - 2, n_neighbors <= n - 1, min_cluster_size <= n / 2), and ``umap``:
+    whether the class has enough distinct latents for UMAP and HDBSCAN (else every point is
+    noise and step 5 works on ``x`` itself)."""
+    n = len(x)
+    nc = min(int(n_components), n - 2)
+    return {"n_neighbors": max(2, min(int(n_neighbors), n - 1)), "n_components": nc,
+            "min_cluster_size": max(2, min(int(min_cluster_size), n // 2)),
+            "umap": nc >= 1 and _distinct_rows(x) >= max(4, nc + 2)}
+
+
 def discover_class(latents: np.ndarray, ipc: int, n_neighbors: int = REFERENCE["n_neighbors"],
                    min_cluster_size: int = REFERENCE["min_cluster_size"], min_samples: int = REFERENCE["min_samples"],
                    seed: int = 0, pca_dims: int | None = None, n_components: int = REFERENCE["n_components"],
@@ -418,14 +423,13 @@ def discover_class(latents: np.ndarray, ipc: int, n_neighbors: int = REFERENCE["
     """
     lat = np.asarray(latents)
     n = len(lat)
-    _check_ipc(n, ipc)
+    check_ipc(ipc, n)
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     x = standardize(lat)
     t["standardize"] = time.perf_counter() - t0
-    nn = max(2, min(int(n_neighbors), n - 1))
-    nc = min(int(n_components), n - 2)
-    mcs = max(2, min(int(min_cluster_size), n // 2))
+    settings = class_settings(x, n_neighbors, min_cluster_size, n_components)
+    nn, nc, mcs = settings["n_neighbors"], settings["n_components"], settings["min_cluster_size"]
     params = {"n_neighbors": nn, "n_components": nc, "min_dist": min_dist, "min_cluster_size": mcs,
               "min_samples": int(min_samples), "seed": int(seed), "pca_dims": pca_dims, "path": "umap"}
     distinct = _distinct_rows(x)
@@ -606,7 +610,7 @@ def discover(cache, ipc: int, n_neighbors: int | None = None, min_cluster_size: 
     """
     classes = list(range(cache.num_classes)) if classes is None else list(classes)
     counts = cache.counts
-    check_ipc_counts([counts[c] for c in classes], [cache.class_names[c] for c in classes], ipc, "the latent cache")
+    check_ipc(ipc, [counts[c] for c in classes], [cache.class_names[c] for c in classes], "the latent cache")
     scaled = scaled_hyperparameters(float(np.mean([counts[c] for c in classes])))
     params = {"ipc": int(ipc), "n_neighbors": scaled["n_neighbors"] if n_neighbors is None else int(n_neighbors),
               "min_cluster_size": scaled["min_cluster_size"] if min_cluster_size is None else int(min_cluster_size),
@@ -637,112 +641,8 @@ def umap_2d(features: np.ndarray, n_neighbors: int, seed: int = 0, min_dist: flo
     """A 2-D UMAP for plots only. Pass a class's 50-d embedding (``ClassDiscovery.embedding``)
     to see the clusters HDBSCAN saw, or its latents (standardized here) for an independent view."""
     x = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
+    if len(x) < 6 or _distinct_rows(x) < 4:  # too few points for UMAP: the first two principal axes
+        centred = x - x.mean(0)
+        xy = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T if centred.any() else centred[:, :0]
+        return np.pad(xy, ((0, 0), (0, 2 - xy.shape[1]))).astype(np.float32)
     return run_umap(x, max(2, min(n_neighbors, len(x) - 1)), 2, min_dist, seed)
-
-
-def _palette(k: int) -> list:
-    """Distinct cluster colours without grey (grey marks points in no cluster)."""
-    import matplotlib.pyplot as plt
-
-    if k <= 9:
-        cols = [plt.get_cmap("tab10")(i) for i in range(10) if i != 7]
-    else:
-        cols = [plt.get_cmap("tab20")(i) for i in range(20) if i not in (14, 15)]
-    return cols
-
-
-def plot_class_embedding(xy: np.ndarray, d: ClassDiscovery, title: str | None = None):
-    """A class in 2-D, coloured by final cluster (grey: in no cluster), HDBSCAN's noise points
-    hollow, representatives marked by strategy (star: HDBSCAN's most probable member)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    fig, ax = plt.subplots(figsize=(6.4, 5.2))
-    k = len(d.positions)
-    palette = _palette(k)
-    col = np.array([palette[int(l) % len(palette)] if l >= 0 else (0.75, 0.75, 0.75, 1.0) for l in d.labels])
-    noise = np.asarray(d.hdbscan_labels) < 0
-    ax.scatter(xy[~noise, 0], xy[~noise, 1], s=8, c=col[~noise], lw=0)
-    ax.scatter(xy[noise, 0], xy[noise, 1], s=10, facecolors="none", edgecolors=col[noise], lw=0.6)
-    marks = {"hdbscan": ("*", 200), "split": ("P", 90), "forced_split": ("X", 90), "noise_fill": ("D", 60)}
-    handles = [Line2D([], [], ls="", marker="o", ms=4, color="0.3", label="member of a cluster"),
-               Line2D([], [], ls="", marker="o", ms=4, mfc="none", mec="0.3", label="HDBSCAN noise")]
-    for s in [s for s in STRATEGIES if s in d.strategies]:
-        j = [i for i, t in enumerate(d.strategies) if t == s]
-        m, size = marks.get(s, ("o", 60))
-        p = d.positions[j]
-        ax.scatter(xy[p, 0], xy[p, 1], s=size, marker=m, c=[palette[i % len(palette)] for i in j], edgecolors="black",
-                   linewidths=1.1, zorder=5)
-        handles.append(Line2D([], [], ls="", marker=m, ms=9 if m == "*" else 7, mfc="white", mec="black",
-                              label=f"representative: {s} ({len(j)})"))
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_xlabel("UMAP 1")
-    ax.set_ylabel("UMAP 2")
-    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_title(title or f"{k} representatives; {d.n_found} HDBSCAN clusters, {d.noise_fraction:.0%} noise", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def plot_cluster_sizes(disc: Discovery, title: str | None = None):
-    """Per class: the sizes of the IPC clusters behind the representatives (one dot each,
-    coloured by strategy), with M (clusters HDBSCAN found) and the noise share above."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(2.5 + 0.8 * len(disc.per_class), 4.0))
-    colors = {s: f"C{i}" for i, s in enumerate(STRATEGIES)}
-    seen = set()
-    rng = np.random.default_rng(0)
-    top = max(max(d.cluster_sizes) for d in disc.per_class)
-    for c, d in enumerate(disc.per_class):
-        sizes = np.asarray(d.cluster_sizes)
-        jitter = rng.uniform(-0.22, 0.22, len(sizes)) if len(sizes) > 1 else np.zeros(1)
-        for s in [s for s in STRATEGIES if s in d.strategies]:
-            j = np.array([i for i, t in enumerate(d.strategies) if t == s])
-            ax.scatter(c + jitter[j], sizes[j], s=22, color=colors[s], edgecolors="black", linewidths=0.3,
-                       label=s if s not in seen else None, zorder=3)
-            seen.add(s)
-        ax.text(c, top * 1.08, f"M={d.n_found}\n{d.noise_fraction:.0%} noise", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(disc.per_class)))
-    ax.set_xticklabels(disc.class_names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("cluster size (images)")
-    ax.set_ylim(0, top * 1.3)
-    ax.grid(axis="y", alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    order = sorted(range(len(labels)), key=lambda i: STRATEGIES.index(labels[i]))
-    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8, title="representative from",
-              title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              frameon=False)
-    ax.set_title(title or f"Clusters behind the representatives (IPC {disc.ipc})", fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
-def selection_grid(data, selections: dict[str, np.ndarray], ipc: int, max_per_class: int = 10, title: str | None = None):
-    """Side by side, one row per class: the first ``max_per_class`` images of each selection
-    (``name -> dataset positions``, ``ipc`` per class, class-major), separated by a blank column."""
-    import torch
-
-    from .plots import image_grid
-
-    k = min(ipc, max_per_class)
-    names = list(selections)
-    classes = sorted({int(c) for c in data.labels[np.concatenate(list(selections.values()))]})
-    tiles, cols = [], []
-    blank = None
-    for row, c in enumerate(classes):
-        for j, name in enumerate(names):
-            pos = np.asarray(selections[name])
-            pos = pos[data.labels[pos] == c][:k]
-            imgs = data.load(pos)
-            if blank is None:
-                blank = torch.full_like(imgs[:1], 255)
-            if j:
-                tiles.append(blank)
-            tiles.append(imgs)
-            if row == 0:
-                cols += ([""] if j else []) + [name if i == k // 2 else "" for i in range(k)]
-    fig = image_grid(torch.cat(tiles), rows=len(classes), row_labels=[data.class_names[c] for c in classes],
-                     col_labels=cols, title=title)
-    return fig

@@ -17,7 +17,9 @@ one :class:`~coda_utils.datasets.ResizePolicy`, decided from the sizes of all im
 The default is ``"pad"`` when all images have one size no larger than the native size and
 ``"squash"`` otherwise (every ImageNet tree). Pixels go to ``[-1, 1]``; grayscale images are
 repeated to three channels for a 3-channel VAE (and RGB images converted to luma for a
-1-channel one).
+1-channel one). The policy also records the channels of every set of the run: the VAE's input
+channels (:func:`coda_utils.setfolder.set_channels`), so later stages write R, the baselines
+and G alike.
 
 fp16: the stock SDXL VAE overflows in float16 (NaN latents). Encode SDXL in float16 only with
 the fp16-safe VAE ``madebyollin/sdxl-vae-fp16-fix`` (what the reference does), e.g.
@@ -54,6 +56,7 @@ import torch
 
 from .datasets import REPO_ROOT, LabeledImages, ResizePolicy, decide_resize
 from .io import atomic_write, exclusive, read_json, write_json
+from .setfolder import set_channels
 
 __all__ = [
     "CACHE_FORMAT",
@@ -71,7 +74,6 @@ __all__ = [
     "encode_dataset",
     "run_policy",
     "limit_dataset",
-    "reconstruction_grid",
 ]
 
 CACHE_FORMAT = "coda-latents/1"
@@ -371,13 +373,19 @@ class LatentCache:
         if "resize_policy" not in self.meta:
             raise StaleCacheError(f"latent cache {self.root} was made before resize policies were recorded; run "
                                   "notebook 01 again with the same parameters (it records the policy without encoding again)")
-        return ResizePolicy.from_dict(self.meta["resize_policy"])
+        return _cache_policy(self.meta)
 
     def summary(self) -> str:
         m = self.meta
         n = sum(m["counts"])
         return (f"{m['dataset']}: {n:,} images, {self.num_classes} classes -> latents {'x'.join(map(str, m['latent_shape']))} "
                 f"({m['store_dtype']}), encoder {m['encoder']['id']} at {m['size'][0]}x{m['size'][1]} ({m['resize']})")
+
+
+def _cache_policy(meta: dict) -> ResizePolicy:
+    """The policy a ``cache.json`` records; a cache made before policies named their channels
+    gets its encoder's input channels (what they would have recorded)."""
+    return ResizePolicy.from_dict(meta["resize_policy"], meta.get("encoder", {}).get("in_channels"))
 
 
 def _short(d: dict, keys: list[str]) -> str:
@@ -459,7 +467,7 @@ def encode_dataset(
         warnings.warn("this VAE's config says force_upcast (the stock SDXL VAE overflows in float16): encode in float32 "
                       "or use the fp16-safe VAE madebyollin/sdxl-vae-fp16-fix", stacklevel=2)
     size = native_size(vae) if size is None else ((size, size) if isinstance(size, int) else tuple(size))
-    policy = decide_resize(data, size, resize)
+    policy = decide_resize(data, size, resize, channels=set_channels(vae))  # the run's set channels: the VAE's input
     size, resize = policy.size, policy.mode
     if encoder_id is None:
         encoder_id = (getattr(vae_or_pipe, "name_or_path", None) or vae.config.get("_name_or_path", None) or "unnamed")
@@ -486,6 +494,10 @@ def encode_dataset(
             if "resize_policy" not in old_settings and old_settings == {k: v for k, v in settings.items()
                                                                           if k != "resize_policy"}:
                 old_settings["resize_policy"] = settings["resize_policy"]  # made before policies were recorded: same size and mode
+            elif isinstance(old_settings.get("resize_policy"), dict) and "channels" not in old_settings["resize_policy"]:
+                # made before policies named their channels: those are the encoder's input channels (in the settings)
+                old_settings["resize_policy"] = {**old_settings["resize_policy"],
+                                                 "channels": old_settings.get("encoder", {}).get("in_channels")}
             if old_settings != settings:
                 diff = sorted(k for k in set(settings) | set(old_settings) if settings.get(k) != old_settings.get(k))
                 raise StaleCacheError(
@@ -537,15 +549,16 @@ def encode_dataset(
 
 def run_policy(cache_dir: str | os.PathLike, data: LabeledImages, size: int | None = None) -> ResizePolicy:
     """The resize policy of a run: its latent cache's when the run has one recording it (so the
-    random-real sets of notebook 04 are exported as notebook 02 exported R), else decided for
-    ``data`` at ``size`` (default its native size).
+    random-real sets of notebook 04 are exported as notebook 02 exported R: same size, mode and
+    channels), else decided for ``data`` at ``size`` (default its native size) in the dataset's
+    own channels.
 
     Raises:
         ValueError: no cache, images of mixed sizes and no ``size`` (parameter ``image_size``).
     """
     meta = Path(cache_dir) / "cache.json"
     if meta.is_file() and "resize_policy" in read_json(meta):
-        return ResizePolicy.from_dict(read_json(meta)["resize_policy"])
+        return _cache_policy(read_json(meta))
     if size is None and data.native_size is None:
         raise ValueError(f"{data.name} has images of mixed sizes and the run has no latent cache to take the resize "
                          "policy from: pass image_size (or run notebook 01 first)")
@@ -586,31 +599,6 @@ def _remove_cache(root: Path) -> None:
     for f in root.iterdir():
         if f.is_file() and pattern.match(f.name):
             f.unlink()
-
-
-def reconstruction_grid(data: LabeledImages, cache: "LatentCache", vae_or_pipe: Any, per_class: int = 6,
-                        title: str | None = None):
-    """One row per class: the first ``per_class`` images as the VAE saw them (resized), a blank,
-    then the same images decoded from the cached latents. A check that the cache is in the
-    VAE's latent space and of what the VAE keeps."""
-    from .plots import image_grid
-
-    vae = get_vae(vae_or_pipe)
-    size, resize = tuple(cache.meta["size"]), cache.meta["resize"]
-    per_class = min(per_class, min(cache.counts))
-    rows, tiles = [], []
-    for c in range(cache.num_classes):
-        pos = cache.indices(c)[:per_class]
-        orig = data.load(pos, size, resize)
-        rec = decode_latents(vae, cache.latents(c)[:per_class])
-        if orig.shape[1] != rec.shape[1]:
-            orig = orig.expand(-1, rec.shape[1], -1, -1) if orig.shape[1] == 1 else orig
-            rec = rec.expand(-1, orig.shape[1], -1, -1) if rec.shape[1] == 1 else rec
-        tiles += [orig, torch.full_like(orig[:1], 255), rec]
-        rows.append(cache.class_names[c])
-    k = len(pos)
-    cols = ["" if i != k // 2 else "input" for i in range(k)] + [""] + ["" if i != k // 2 else "decoded latent" for i in range(k)]
-    return image_grid(torch.cat(tiles), rows=len(rows), row_labels=rows, col_labels=cols, title=title)
 
 
 def limit_dataset(data: LabeledImages, class_limit: int | None = None, per_class_limit: int | None = None) -> LabeledImages:

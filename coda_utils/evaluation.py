@@ -53,7 +53,6 @@ clearly labelled secondary column. Accuracies are in percent.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -69,7 +68,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .architectures import build_model
-from .datasets import IMAGE_EXTENSIONS, resize_images
+from .datasets import CHANNEL_MODES, check_ipc, to_channels
 from .io import array_sha256, atomic_write, exclusive
 
 __all__ = [
@@ -100,7 +99,6 @@ __all__ = [
     "GROUP_COLUMNS",
     "summarize",
     "format_table",
-    "load_image_folder_tensors",
 ]
 
 PROTOCOLS = ("dc", "dsa", "idc", "rded")
@@ -128,7 +126,6 @@ _PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
 _PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 _TEST_BATCH = 1000
-_GRAY_MODES = ("1", "L", "LA", "I", "I;16")
 
 
 # --------------------------------------------------------------------------------------
@@ -210,8 +207,7 @@ def epochs_for_ipc(protocol: str | Protocol, ipc: int) -> int:
     schedule to 2/3 for 100-class sets; that is not applied here; pass ``epochs=`` instead.)
     """
     name = _protocol_name(protocol)
-    if ipc < 1:
-        raise ValueError(f"ipc must be at least 1, got {ipc}")
+    check_ipc(ipc)
     if name in ("dc", "rded"):
         return 300
     if name == "dsa":
@@ -631,6 +627,15 @@ def _check_pair(x: torch.Tensor, y: Any, what: str) -> torch.Tensor:
     return labels
 
 
+def _as_training_channels(test_x: torch.Tensor, train_x: torch.Tensor) -> torch.Tensor:
+    """The test images in the training images' channels (1 <-> 3; anything else unchanged, for
+    the shape check to name)."""
+    c, t = int(train_x.shape[1]), int(test_x.shape[1])
+    if c != t and c in CHANNEL_MODES and t in CHANNEL_MODES:
+        return to_channels(test_x, c)
+    return test_x
+
+
 @torch.no_grad()
 def top1_accuracy(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, mean: Sequence[float],
                   std: Sequence[float], device: torch.device | str = "cpu", batch_size: int = _TEST_BATCH,
@@ -682,7 +687,10 @@ def train_and_evaluate(
     CPU a seed gives bit-identical results (GPU kernels may not be deterministic).
 
     Args:
-        train_x, test_x: ``uint8`` images ``N x C x H x W`` of the same C, H, W.
+        train_x, test_x: ``uint8`` images ``N x C x H x W`` of the same H, W; the test images
+            are tested in the training set's channels (gray and RGB converted by
+            :func:`coda_utils.datasets.to_channels`: a set has its run's channels, the real
+            test split its files').
         train_y, test_y: integer labels (array-like or tensor).
         arch: see :func:`coda_utils.architectures.build_model`.
         protocol: a :class:`Protocol`, or a name (then the IPC is taken as the largest class
@@ -709,7 +717,8 @@ def train_and_evaluate(
         ``acc_best``: best test accuracy over the evaluations made (secondary, selected on
         the test set); ``train_seconds``: wall time of the training steps (test evaluations
         excluded); ``epochs``; ``train_loss``: mean training loss of the last epoch;
-        ``precision``: the precision used.
+        ``precision``: the precision used; ``curve``: ``(epoch, test accuracy)`` of every test
+        evaluation made (the last one is ``acc``, the largest ``acc_best``).
     """
     from tqdm.auto import tqdm
 
@@ -717,6 +726,7 @@ def train_and_evaluate(
 
     ytr = _check_pair(train_x, train_y, "train")
     yte = _check_pair(test_x, test_y, "test")
+    test_x = _as_training_channels(test_x, train_x)
     if train_x.shape[1:] != test_x.shape[1:]:
         raise ValueError(f"train images are {tuple(train_x.shape[1:])} but test images {tuple(test_x.shape[1:])}")
     _, c, h, w = train_x.shape
@@ -779,6 +789,7 @@ def train_and_evaluate(
     n = len(x_all)
     acc_best = -1.0
     acc = 0.0
+    curve: list[tuple[int, float]] = []
     train_seconds = 0.0
     epoch_loss = float("nan")
     bar = tqdm(range(1, protocol.epochs + 1), desc=f"{arch}/{protocol.name} seed {seed}", unit="ep",
@@ -826,10 +837,11 @@ def train_and_evaluate(
             acc = top1_accuracy(model, test_x, yte, mean, std, device, precision=precision,
                                 channels_last=channels_last)
             acc_best = max(acc_best, acc)
+            curve.append((epoch, acc))
             bar.set_postfix(loss=f"{epoch_loss:.3f}", acc=f"{acc:.1f}")
     bar.close()
     out = {"acc": acc, "acc_best": acc_best, "train_seconds": train_seconds,
-           "epochs": protocol.epochs, "train_loss": epoch_loss, "precision": precision}
+           "epochs": protocol.epochs, "train_loss": epoch_loss, "precision": precision, "curve": curve}
     if return_model:
         out["model"] = model.eval()
     return out
@@ -1000,7 +1012,7 @@ def evaluate(
     Args:
         method: the method's name, recorded in the results (e.g. ``"coda_g"``).
         train_x, train_y: the distilled set (uint8 ``N x C x H x W``) and its labels.
-        test_x, test_y: the real test split.
+        test_x, test_y: the real test split (tested in ``train_x``'s channels).
         ipc: images per class of the set; no class may have more.
         arch, protocol, epochs: see :func:`build_model` and :func:`get_protocol`.
         repeats: networks to train on this set.
@@ -1032,6 +1044,7 @@ def evaluate(
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     ytr = _check_pair(train_x, train_y, "train")
     yte = _check_pair(test_x, test_y, "test")
+    test_x = _as_training_channels(test_x, train_x)  # once, not for every network
     counts = torch.bincount(ytr)
     if int(counts.max()) > ipc:
         raise ValueError(f"{method}: a class has {int(counts.max())} images but ipc={ipc}")
@@ -1169,69 +1182,3 @@ def format_table(summary: pd.DataFrame, settings: Sequence[str] | None = None) -
         cells += [_pm(r["acc_mean"], r["acc_std"]), net, _pm(r["acc_best_mean"], r["acc_best_std"]), count]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------
-# Loading an exported distilled set
-# --------------------------------------------------------------------------------------
-def load_image_folder_tensors(path: str | os.PathLike, size: int | None = None,
-                              classes: Sequence[str] | None = None) -> tuple[torch.Tensor, np.ndarray]:
-    """Load a distilled set exported as an ImageFolder (``path/<class>/<image>.png``).
-
-    The class order (label ``i`` = ``classes[i]``) is, in order of preference: ``classes``;
-    the ``"classes"`` list of ``path/manifest.json`` (written by
-    :func:`coda_utils.io.export_image_folder`); the sorted folder names. It must match the
-    order of the test labels. Grayscale images load as 1 channel; if any image is colour all
-    load as 3 channels.
-
-    Args:
-        path: the export's root.
-        size: resize every image to ``size`` x ``size`` (centre crop); required when sizes differ.
-        classes: explicit class folder order.
-
-    Returns:
-        ``(images, labels)``: uint8 ``N x C x H x W`` and int64 labels, images in class order
-        and then file-name order.
-    """
-    from PIL import Image
-
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"distilled set folder {root} does not exist")
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if classes is None and (root / "manifest.json").is_file():
-        with open(root / "manifest.json") as fh:
-            classes = json.load(fh).get("classes")
-    classes = list(classes) if classes is not None else folders
-    stray = sorted(set(folders) - set(classes))
-    if stray:
-        raise ValueError(f"{root}: folders {stray} are not in the class list {classes}")
-
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    for label, cls in enumerate(classes):
-        d = root / cls
-        if not d.is_dir():
-            continue
-        for f in sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
-            with Image.open(f) as im:
-                arr = np.array(im.convert("L" if im.mode in _GRAY_MODES else "RGB"))
-            images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
-            labels.append(label)
-    if not images:
-        raise ValueError(f"{root}: no images found in the class folders {classes}")
-    channels = max(a.shape[0] for a in images)
-    tensors = []
-    for a in images:
-        t = torch.from_numpy(np.ascontiguousarray(a))
-        if t.shape[0] != channels:
-            t = t.expand(channels, -1, -1)
-        tensors.append(resize_images(t, (size, size))[0] if size is not None else t)
-    shapes = {tuple(t.shape) for t in tensors}
-    if len(shapes) > 1:
-        raise ValueError(f"{root}: images have different sizes {sorted(shapes)}; pass size= (notebook 04: image_size)")
-    empty = [c for i, c in enumerate(classes) if i not in set(labels)]
-    if empty:
-        warnings.warn(f"{root}: no images for class(es) {empty}", stacklevel=2)
-    return torch.stack(tensors), np.asarray(labels, dtype=np.int64)
-

@@ -1,11 +1,12 @@
-"""Atomic file writing, JSON manifests and ImageFolder export.
+"""Atomic file writing, JSON files, content hashes and folder locks: the generic layer under
+every stage (it depends on nothing else of the package).
 
 Every file a stage writes goes through :func:`atomic_write` (write to a temporary file in the
 same directory, then ``os.replace``), so an interrupted run never leaves a half-written file
-that a later run would mistake for a finished one. A set folder is complete when its
-``manifest.json`` exists: :func:`export_image_folder` removes an old manifest before it writes
-any image and writes the new one last. Two processes never write one folder at once:
-:func:`exclusive` holds a lock (``filelock``) and refuses a second writer, naming the first.
+that a later run would mistake for a finished one. Two processes never write one folder at
+once: :func:`exclusive` holds a lock (``filelock``) and refuses a second writer, naming the
+first. Set folders (images and ``manifest.json``) are written and read by
+:mod:`coda_utils.setfolder` alone.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -25,8 +26,6 @@ __all__ = [
     "write_json",
     "read_json",
     "merge_json",
-    "save_image",
-    "export_image_folder",
     "package_versions",
     "exclusive",
     "FolderBusyError",
@@ -140,22 +139,6 @@ def merge_json(path: str | os.PathLike, updates: dict) -> dict:
     return merged
 
 
-def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Save a uint8 image (H x W, H x W x 1 or H x W x 3, or C x H x W) as PNG, atomically."""
-    from PIL import Image
-
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
-        arr = arr.transpose(1, 2, 0)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.dtype != np.uint8:
-        raise ValueError(f"save_image expects uint8 pixels, got {arr.dtype} for {path}")
-    with atomic_write(path, "wb") as fh:
-        Image.fromarray(arr).save(fh, format="PNG")
-    return Path(path)
-
-
 def package_versions() -> dict[str, str]:
     """Versions of the packages that decide a result, for manifests."""
     from importlib import metadata
@@ -172,48 +155,3 @@ def package_versions() -> dict[str, str]:
     except metadata.PackageNotFoundError:
         pass
     return out
-
-
-def export_image_folder(
-    out_dir: str | os.PathLike,
-    images: np.ndarray,
-    labels: Sequence[int],
-    classes: Sequence[str],
-    manifest: dict[str, Any] | None = None,
-    names: Sequence[str] | None = None,
-) -> Path:
-    """Write ``images`` (uint8, N x C x H x W or N x H x W) as ``out_dir/<class>/<name>.png``.
-
-    ``classes[label]`` is the folder name of each image. Complete or absent: an existing
-    ``manifest.json`` is removed before the first image is written, images of an earlier export
-    that this one does not write are removed, and the new manifest (``manifest`` plus the
-    package versions) is written last, so its presence marks a complete export. The folder is
-    locked while it is written (:func:`exclusive`).
-    """
-    out_dir = Path(out_dir)
-    images = np.asarray(images)
-    labels = np.asarray(labels)
-    if len(images) != len(labels):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels")
-    with exclusive(out_dir):
-        with contextlib.suppress(FileNotFoundError):
-            (out_dir / "manifest.json").unlink()
-        counters: dict[int, int] = {}
-        files = []
-        for i, (img, lab) in enumerate(zip(images, labels)):
-            k = counters.get(int(lab), 0)
-            counters[int(lab)] = k + 1
-            name = names[i] if names is not None else f"{k:04d}"
-            rel = Path(classes[int(lab)]) / f"{name}.png"
-            save_image(out_dir / rel, img)
-            files.append(str(rel))
-        keep = set(files)
-        for old in out_dir.rglob("*.png"):
-            if str(old.relative_to(out_dir)) not in keep:
-                old.unlink()
-        meta = dict(manifest or {})
-        meta.setdefault("classes", list(classes))
-        meta["files"] = files
-        meta["versions"] = package_versions()
-        write_json(out_dir / "manifest.json", meta)
-    return out_dir

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Sequence, Any, Callable, Mapping
 
 __all__ = ["ParameterError", "SPECS", "check", "check_build_prior", "check_encode", "check_discover", "check_generate",
            "check_evaluate", "check_ablations", "check_figures"]
@@ -217,6 +217,20 @@ def _method() -> Checker:
     return text(pattern=r"[A-Za-z0-9_.\-]+", what="a method or set name (letters, digits, _ . -)")
 
 
+def _methods() -> Checker:
+    """One method name or a non-empty list of them (notebook 04 evaluates each in turn)."""
+    one, many = _method(), list_of(_method())
+
+    def check(name, v, ns):
+        (one if isinstance(v, str) else many)(name, v, ns)
+    return check
+
+
+def method_list(value: str | Sequence[str]) -> list[str]:
+    """Notebook 04's ``methods`` as a list (papermill ``-p methods coda_g`` passes one string)."""
+    return [value] if isinstance(value, str) else list(value)
+
+
 DATA = {"dataset": choice(_datasets), "data_root": directory(none=True), "split": _split()}
 COMMON = {"run_dir": text(what="a directory path"), "figures_dir": text(none=True, what="a directory path"),
           "progress": boolean()}
@@ -226,7 +240,7 @@ DTYPES = ("float32", "float16", "bfloat16")
 #: notebook -> parameter -> checker
 SPECS: dict[str, dict[str, Checker]] = {
     "00_build_prior": {
-        "seed": integer(0), "vae_steps": integer(0), "unet_steps": integer(0), "decoder_steps": integer(0),
+        "train": boolean(), "seed": integer(0), "vae_steps": integer(0), "unet_steps": integer(0), "decoder_steps": integer(0),
         "vae_batch": integer(1), "unet_batch": integer(1), "vae_channels": list_of(integer(1)),
         "vae_latent_channels": integer(1), "unet_channels": list_of(integer(1)), "text_width": integer(1), "latent_passes": integer(1),
         "pool_limit": integer(1, none=True), "device": device(), "tokenizer_dir": text(none=True, what="a directory path"),
@@ -255,13 +269,13 @@ SPECS: dict[str, dict[str, Checker]] = {
         "methods": list_of(choice(("unguided", "text_prompt", "coda_g"))), "set_suffix": text(pattern=r"[A-Za-z0-9_.\-]*",
                                                                                             what="letters, digits, _ . -"),
         "device": device(), "dtype": choice(DTYPES), "threads": integer(1, none=True), "attention_slicing": boolean(),
-        "vae_tiling": boolean(), **LIMITS, "judge_dir": directory(none=True, shipped=True), "trajectory_class": integer(0), **COMMON,
+        "vae_tiling": boolean(), **LIMITS, "judge_dir": directory(none=True, shipped=True), "trajectory_class": integer(0), "step_shown": integer(0), **COMMON,
     },
     "04_evaluate": {
-        **DATA, "test_root": directory(none=True), "test_split": text(none=True, what="a split name"), "method": _method(),
+        **DATA, "test_root": directory(none=True), "test_split": text(none=True, what="a split name"), "methods": _methods(),
         "distilled": directory(none=True), "ipc": integer(1), "selection_seeds": seeds(), "repeats": integer(1),
         "arch": _architecture(), "protocol": choice(_protocols), "epochs": integer(1, none=True),
-        "eval_every": integer(1, none=True), "precision": choice(("auto", "fp32", "bf16")), "image_size": integer(8, none=True),
+        "eval_every": integer(1, none=True), "curve_every": integer(1, none=True), "precision": choice(("auto", "fp32", "bf16")), "image_size": integer(8, none=True),
         "test_limit": integer(1, none=True), "device": device(), "threads": integer(1, none=True),
         "teacher": text(none=True, what="a teacher checkpoint or torchvision:<arch>:<file>"),
         "teacher_epochs": integer(1), **COMMON,
@@ -296,12 +310,14 @@ def _cross_checks(notebook: str, ns: Mapping[str, Any]) -> None:
     if notebook == "04_evaluate":
         from .rundir import STUDY_METHODS, RunDir
 
-        method, ipc = ns.get("method"), ns.get("ipc")
-        if ns.get("distilled") is None and method not in (*STUDY_METHODS, "full"):
-            sets = RunDir(ns.get("run_dir", ".")).root / "sets"
-            if not any(sets.glob(f"{method}_ipc{ipc}*")):
-                _fail("method", method, f"not a method of the study ({', '.join(STUDY_METHODS)}, full) and no set "
-                                        f"{method}_ipc{ipc}* in {sets}; or pass distilled=<folder>")
+        methods, ipc = method_list(ns.get("methods", [])), ns.get("ipc")
+        for method in methods if ns.get("distilled") is None else []:
+            if method not in (*STUDY_METHODS, "full") and not RunDir(ns.get("run_dir", ".")).set_dirs(method, ipc):
+                _fail("methods", method, f"not a method of the study ({', '.join(STUDY_METHODS)}, full) and no set "
+                                         f"{method}_ipc{ipc}* in {RunDir(ns.get('run_dir', '.')).root / 'sets'}; "
+                                         "or pass distilled=<folder>")
+        if ns.get("distilled") is not None and len(methods) != 1:
+            _fail("methods", ns.get("methods"), "`distilled` names one set: pass one method name for it")
         if dataset not in ("fashion-mnist", "fashion_mnist", "fmnist") and ns.get("test_root") is None:
             _fail("test_root", None, f"dataset {ns['dataset']!r} needs the root of its test/val split to evaluate on")
         if ns.get("distilled") is not None and ns.get("selection_seeds") is not None:

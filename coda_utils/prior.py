@@ -712,18 +712,15 @@ def config_from_report(report: dict) -> PriorConfig:
 
 def load_prior(path: str | Path = SHIPPED_PRIOR, device: str = "cpu", dtype: torch.dtype = torch.float32):
     """Load a saved prior (or any diffusers pipeline directory) offline."""
-    from diffusers import DiffusionPipeline
-
     path = Path(path)
     if not (path / "model_index.json").is_file():
         raise FileNotFoundError(
             f"{path} is not a diffusers pipeline directory (no model_index.json). The embedded prior ships at "
             f"{SHIPPED_PRIOR}; rebuild it with notebooks/00_build_prior.ipynb"
         )
-    kw = {} if dtype == torch.float32 else {"torch_dtype": dtype}
-    pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True, low_cpu_mem_usage=False, **kw)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    from .alignment import load_pipeline
+
+    return load_pipeline(path, device, dtype)
 
 
 # --------------------------------------------------------------------------------------

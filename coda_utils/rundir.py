@@ -32,7 +32,7 @@ from typing import Iterable
 
 from .io import package_versions, read_json, write_json
 
-__all__ = ["RunDir", "DETERMINISTIC", "STUDY_METHODS", "selection_seeds", "seeds_for", "networks_for"]
+__all__ = ["RunDir", "AblationDir", "DETERMINISTIC", "STUDY_METHODS", "selection_seeds", "seeds_for", "networks_for"]
 
 #: methods whose set does not depend on a seed (herding is a greedy deterministic selection)
 DETERMINISTIC = ("herding",)
@@ -90,23 +90,27 @@ def networks_for(method: str, seeds: Iterable[int], repeats: int) -> list[tuple[
 
 
 @dataclass(frozen=True)
-class RunDir:
-    """Names every file and folder of one run directory (see the module docstring).
-
-    Args:
-        root: the run directory (created on the first write, never by this object).
-    """
+class _Folder:
+    """A folder of stage outputs, named from its root; every such folder has a latent cache."""
 
     root: Path
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
-    # 01 ---------------------------------------------------------------------------------
     @property
     def latents(self) -> Path:
-        """The latent cache of notebook 01."""
+        """The latent cache (notebook 01; notebook 05 encodes target_fit into its own)."""
         return self.root / "latents"
+
+
+@dataclass(frozen=True)
+class RunDir(_Folder):
+    """Names every file and folder of one run directory (see the module docstring).
+
+    Args:
+        root: the run directory (created on the first write, never by this object).
+    """
 
     # 02 ---------------------------------------------------------------------------------
     def discovery(self, ipc: int, seed: int) -> Path:
@@ -128,6 +132,10 @@ class RunDir:
             name += f"_seed{int(seed)}"
         return self.root / "sets" / f"{name}{suffix}"
 
+    def set_dirs(self, method: str, ipc: int) -> list[Path]:
+        """Every set of ``method`` at ``ipc`` in the run (all seeds and suffixes)."""
+        return sorted((self.root / "sets").glob(f"{method}_ipc{int(ipc)}*"))
+
     # 03 ---------------------------------------------------------------------------------
     def frechet(self, ipc: int, seed: int, suffix: str = "") -> Path:
         return self.root / f"frechet_ipc{int(ipc)}_seed{int(seed)}{suffix}.json"
@@ -147,6 +155,16 @@ class RunDir:
     def results(self, method: str, ipc: int) -> Path:
         """One row per trained network of ``method`` at ``ipc`` (all its selection seeds)."""
         return self.eval_dir(method, ipc) / "results.csv"
+
+    def evaluation_figure(self, methods: list[str], ipc: int, arch: str, protocol: str) -> Path:
+        """Notebook 04's figure: in the method's evaluation folder for one method, else in the
+        run's figures."""
+        name = f"evaluate_{'_'.join(methods) if len(methods) == 1 else 'methods'}_ipc{int(ipc)}_{arch}_{protocol}.png"
+        return (self.eval_dir(methods[0], ipc) if len(methods) == 1 else self.figures) / name
+
+    def discoveries(self, ipc: int) -> list[int]:
+        """The selection seeds with a saved discovery at ``ipc``."""
+        return sorted(int(p.stem.split("_seed")[1]) for p in (self.root / "discovery").glob(f"ipc{int(ipc)}_seed*.json"))
 
     def all_results(self) -> list[Path]:
         """Every results file of the run's evaluations."""
@@ -186,3 +204,45 @@ class RunDir:
         old[stage] = versions
         write_json(self.versions, old)
         return versions
+
+
+@dataclass(frozen=True)
+class AblationDir(_Folder):
+    """Names every file and folder of notebook 05's output folder::
+
+        latents/                          the latent cache of target_fit
+        <sweep>/<key>/point.json          one point: its sweep, values and parameters
+        <sweep>/<key>/results.csv         one row per trained network, all selection seeds
+        <sweep>/<key>/seed3/              the set of selection seed 3 (ImageFolder + manifest.json)
+        figures/ablation_<sweep>.png      one heatmap per sweep
+
+    Args:
+        root: the ablations folder (``out_dir`` of notebook 05).
+    """
+
+    def point(self, sweep: str, key: str) -> Path:
+        """The folder of one point of ``sweep`` (``key`` names its swept values)."""
+        return self.root / sweep / key
+
+    @staticmethod
+    def point_json(point: Path) -> Path:
+        return Path(point) / "point.json"
+
+    @staticmethod
+    def results(point: Path) -> Path:
+        return Path(point) / "results.csv"
+
+    @staticmethod
+    def set_dir(point: Path, seed: int) -> Path:
+        return Path(point) / f"seed{int(seed)}"
+
+    def points(self) -> list[Path]:
+        """Every point folder with a ``point.json``, in name order."""
+        return sorted(p.parent for p in self.root.glob("*/*/point.json"))
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    def figure(self, sweep: str, figures_dir: str | Path | None = None) -> Path:
+        return Path(figures_dir or self.figures) / f"ablation_{sweep}.png"

@@ -144,17 +144,19 @@ def test_a_failed_generation_leaves_no_manifest_and_resumes(sd, tmp_path, monkey
     assert (out / "manifest.json").is_file()
     (out / "coat" / "0001.png").unlink()  # an image lost: the set is incomplete again
     written = []
-    real = al.save_image
+    from coda_utils import setfolder
 
-    def failing(path, img):
+    real = setfolder.write_image
+
+    def failing(path, img, channels=None):
         written.append(path)
         raise OSError("disk full")
 
-    monkeypatch.setattr(al, "save_image", failing)
+    monkeypatch.setattr(setfolder, "write_image", failing)
     with pytest.raises(OSError, match="disk full"):
         al.generate_set(sd, out, **kw)
     assert written and not (out / "manifest.json").exists()  # never "looks done" with an image missing
-    monkeypatch.setattr(al, "save_image", real)
+    monkeypatch.setattr(setfolder, "write_image", real)
     al.generate_set(sd, out, **kw)
     assert (out / "manifest.json").is_file() and len(list(out.rglob("*.png"))) == 4
 

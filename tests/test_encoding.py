@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from coda_utils import encoding
+from coda_utils import encoding, plots
 from coda_utils.datasets import decide_resize
 from coda_utils.encoding import LatentCache, NonFiniteLatentError, StaleCacheError, encode_dataset, encode_images, limit_dataset
 
@@ -174,7 +174,7 @@ def test_limit_dataset_and_reconstruction_grid(vae, small, tmp_path):
     sub = encoding.limit_dataset(small, class_limit=2, per_class_limit=4)
     assert sub.num_classes == 2 and list(sub.counts()) == [4, 4]
     cache = encode_dataset(sub, vae, tmp_path / "c", encoder_id="tiny", progress=False)
-    fig = encoding.reconstruction_grid(sub, cache, vae, per_class=3)
+    fig = plots.reconstruction_grid(sub, cache, vae, per_class=3)
     assert len(fig.axes) == 1
     import matplotlib.pyplot as plt
 

@@ -8,7 +8,7 @@ import torch
 
 from coda_utils import evaluation as ev
 from coda_utils.datasets import load_fashion_mnist
-from coda_utils.io import export_image_folder
+from coda_utils.setfolder import read_set, write_set
 
 torch.set_num_threads(1)
 
@@ -225,6 +225,9 @@ def test_training_beats_chance(fmnist) -> None:
                                 ev.get_protocol("dc", 10, epochs=20), seed=0, eval_every=10, progress=False)
     assert res["acc"] > 40.0
     assert res["acc_best"] >= res["acc"]
+    # the curve holds every test made: epochs 10 and 20; its last point is acc, its maximum acc_best
+    assert [e for e, _ in res["curve"]] == [10, 20]
+    assert res["curve"][-1][1] == res["acc"] and max(a for _, a in res["curve"]) == res["acc_best"]
 
 
 # --------------------------------------------------------------------------------------
@@ -250,18 +253,19 @@ def test_summarize_and_format_table() -> None:
     assert "| 10 |" not in ev.format_table(s, settings=[])
 
 
-def test_load_image_folder_tensors_round_trip(tmp_path: Path) -> None:
+def test_read_set_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(6, 1, 28, 28), dtype=np.uint8)
     labels = np.array([2, 0, 1, 2, 0, 1])
     classes = ["zeta", "alpha", "mu"]  # not sorted: the manifest must decide the order
-    export_image_folder(tmp_path / "set", images, labels, classes)
-    x, y = ev.load_image_folder_tensors(tmp_path / "set")
+    write_set(tmp_path / "set", images, labels, classes)
+    x, y, _ = read_set(tmp_path / "set")
+    y = y.numpy()
     assert x.dtype == torch.uint8 and x.shape == (6, 1, 28, 28)
     order = np.argsort(labels, kind="stable")
     assert np.array_equal(y, labels[order])
     assert torch.equal(x, torch.from_numpy(images[order]))
-    x32, _ = ev.load_image_folder_tensors(tmp_path / "set", size=32)
+    x32 = read_set(tmp_path / "set", size=32).images
     assert x32.shape == (6, 1, 32, 32)
 
 

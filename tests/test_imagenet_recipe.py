@@ -37,7 +37,7 @@ def test_gpu_recipe_on_an_imagenet_like_tree(imagenet_like, tmp_path):
          judge_dir=None, trajectory_class=0)
     for method in ("coda_r", "coda_g", "random_real"):
         _run("04_evaluate.ipynb", tmp_path, dataset="imagenette", data_root=str(root / "train"),
-             test_root=str(root / "val"), method=method, ipc=2, selection_seeds=[0], arch="resnet_ap10", protocol="idc",
+             test_root=str(root / "val"), methods=method, ipc=2, selection_seeds=[0], arch="resnet_ap10", protocol="idc",
              image_size=32, epochs=2, run_dir=str(run), progress=False)
 
     cache = json.loads((run / "latents" / "cache.json").read_text())

@@ -31,3 +31,21 @@ def test_a_round_trip_waits_for_the_set_it_is_made_from(tmp_path):
         "eval/random_real_ipc10/04_evaluate.ipynb", "eval/vae_random_real_ipc10/04_evaluate.ipynb"]
     assert _plan(tmp_path, "eval/vae_coda_r_ipc10/04_evaluate.ipynb") == [
         "01_encode.ipynb", "02_discover_ipc10.ipynb", "eval/vae_coda_r_ipc10/04_evaluate.ipynb"]
+
+
+def test_the_makefile_evaluates_into_the_folders_rundir_names(tmp_path):
+    """The Makefile's stage files of 04 are in RunDir's evaluation folders (one owner of the paths)."""
+    from coda_utils.rundir import STUDY_METHODS, RunDir
+
+    run = RunDir(tmp_path)
+    plan = _plan(tmp_path, "06_figures.ipynb")
+    expected = {str((run.eval_dir(m, 10) / "04_evaluate.ipynb").relative_to(tmp_path)) for m in STUDY_METHODS}
+    assert {p for p in plan if p.startswith("eval/")} == expected
+
+
+def test_nbval_compares_every_stored_notebook():
+    """`make nbval` copies every notebook of notebooks/ (and nothing else) before comparing."""
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), "nbval"], capture_output=True, text=True, check=True).stdout
+    copied = re.search(r"cp (.*) build/nbval/", out).group(1).split()
+    assert sorted(Path(p).name for p in copied) == sorted(p.name for p in (ROOT / "notebooks").glob("0*.ipynb"))
+    assert "--nbval build/nbval/*.ipynb" in out and "--nbval-lax" not in out

@@ -18,8 +18,8 @@ BAD = {
     "n_neighbors": 1, "min_cluster_size": 1.5, "min_samples": 0, "selection_seeds": [1, 1], "pca_dims": 1,
     "plot_class": -1, "refiner": 7, "refiner_start": 0.0, "gamma": -0.1, "guide_fraction": 1.5, "variant": "bounded",
     "cfg_scale": 0.5, "steps": 0, "prompt_template": "no placeholder", "methods": ["coda_r"], "set_suffix": "a/b",
-    "threads": 0, "attention_slicing": 1, "vae_tiling": "False", "judge_dir": "/no/such/judge", "trajectory_class": -2,
-    "test_root": "/no/such/test", "test_split": 4, "method": "coda g", "distilled": "/no/such/set", "repeats": 0,
+    "threads": 0, "attention_slicing": 1, "vae_tiling": "False", "judge_dir": "/no/such/judge", "trajectory_class": -2, "step_shown": -1, "curve_every": 0,
+    "test_root": "/no/such/test", "test_split": 4, "methods": "coda g", "distilled": "/no/such/set", "repeats": 0,
     "arch": "vgg11", "protocol": "mtt", "epochs": 0, "eval_every": 0, "precision": "fp16", "image_size": 2,
     "test_limit": 0, "vae_latent_channels": 0, "round_trip": 3, "teacher": 5, "teacher_epochs": 0, "out_dir": None, "sweeps": ["colour"], "n_neighbors_grid": [1], "min_cluster_size_grid": [],
     "gamma_grid": [-1.0], "guide_fraction_grid": [2.0], "variant_grid": ["bounded"], "variant_gamma_grid": ["x"],
@@ -28,7 +28,7 @@ BAD = {
     "decoder_steps": None, "vae_batch": 0, "unet_batch": 0, "vae_channels": [], "unet_channels": [0],
     "text_width": 0, "latent_passes": 0, "pool_limit": 0, "tokenizer_dir": 3, "judge_steps": -1,
     "fidelity_samples": 0, "fd_target_images": 1, "sampling_steps": 0, "overwrite_shipped": "no", "work_dir": None,
-    "write_card": "yes",
+    "write_card": "yes", "train": "yes",
 }
 
 
@@ -78,12 +78,14 @@ def test_cross_parameter_rules(monkeypatch, tmp_path):
     with pytest.raises(params.ParameterError, match="`test_root`"):
         params.check("04_evaluate", {**d, "dataset": "imagenette", "data_root": str(tmp_path)})
     with pytest.raises(params.ParameterError, match="`selection_seeds`.*one seed"):
-        params.check("04_evaluate", {**d, "distilled": str(tmp_path)})
-    params.check("04_evaluate", {**d, "distilled": str(tmp_path), "selection_seeds": 3})
-    with pytest.raises(params.ParameterError, match="`method` = 'coda_x': not a method of the study"):
-        params.check("04_evaluate", {**d, "method": "coda_x", "run_dir": str(tmp_path)})
+        params.check("04_evaluate", {**d, "methods": "coda_g", "distilled": str(tmp_path)})
+    params.check("04_evaluate", {**d, "methods": "coda_g", "distilled": str(tmp_path), "selection_seeds": 3})
+    with pytest.raises(params.ParameterError, match="`methods`.*one method"):
+        params.check("04_evaluate", {**d, "methods": ["coda_g", "coda_r"], "distilled": str(tmp_path), "selection_seeds": 3})
+    with pytest.raises(params.ParameterError, match="`methods` = 'coda_x': not a method of the study"):
+        params.check("04_evaluate", {**d, "methods": "coda_x", "run_dir": str(tmp_path)})
     (tmp_path / "sets" / "coda_x_ipc10_seed0").mkdir(parents=True)  # a set of another name made by hand
-    params.check("04_evaluate", {**d, "method": "coda_x", "run_dir": str(tmp_path)})
+    params.check("04_evaluate", {**d, "methods": "coda_x", "run_dir": str(tmp_path)})
 
 
 def test_messages_say_what_is_valid(monkeypatch, tmp_path):

@@ -89,6 +89,41 @@ def test_distance_figure_title_counts_its_samples(n, title):
 
     z = torch.zeros(n, 4, 2, 2)
     st = alignment.GuidanceState(record=True, steps=[0, 1], guided=[True, False], x0_after=[z + 1, z])
-    fig = alignment.distance_figure({"CoDA": st}, z, label="Sneaker", gamma=0.5)
+    fig = plots.distance_figure({"CoDA": st}, z, label="Sneaker", gamma=0.5)
     assert fig.axes[0].get_title() == title
+    plt.close(fig)
+
+
+def test_accuracy_curve_marks_the_last_and_the_best_epoch():
+    fig = plots.plot_accuracy_curve([(5, 60.0), (10, 71.5), (15, 69.0)])
+    marks = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    assert [tuple(c.get_offsets()[0]) for c in marks] == [(15, 69.0), (10, 71.5)]  # acc (last), acc_best (max)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "acc (after the last epoch): 69.0" in labels and "acc_best (max, epoch 10): 71.5" in labels
+    plt.close(fig)
+
+
+def test_exactly_ipc_figure_marks_every_representative():
+    from coda_utils import discovery
+
+    rng = np.random.default_rng(0)
+    emb = np.concatenate([rng.normal(0, 0.1, (30, 2)), rng.normal(3, 0.1, (30, 2)), rng.normal(6, 3.0, (10, 2))])
+    labels = np.array([0] * 30 + [1] * 30 + [-1] * 10)
+    res = discovery.make_exactly_ipc(emb, labels, np.ones(70), ipc=3, min_cluster_size=5)
+    fig = plots.plot_exactly_ipc(emb, labels, res)
+    left, right = fig.axes[:2]
+    assert "2 clusters" in left.get_title() and "exactly 3 clusters" in right.get_title()
+    # the right panel: members, noise, then one marker collection per strategy, 3 representatives in all
+    reps = sum(len(c.get_offsets()) for c in right.collections[2:])
+    assert reps == 3
+    plt.close(fig)
+
+
+def test_standardize_figure_shows_unit_std_after():
+    from coda_utils import discovery
+
+    lat = np.random.default_rng(1).normal(2.0, 5.0, (50, 4, 2, 2)).astype(np.float32)
+    fig = plots.plot_standardize(lat, discovery.standardize(lat))
+    after = fig.axes[1].collections[0].get_offsets()
+    assert np.allclose(after[:, 1], 1.0, atol=1e-3) and np.allclose(after[:, 0], 0.0, atol=1e-3)
     plt.close(fig)
