@@ -259,7 +259,7 @@ def sweep_figures(points: pd.DataFrame, figures_dir: str | Path) -> dict[str, pd
     tables = {}
     for sweep, part in points.groupby("sweep", sort=False):
         fig = plot_heatmap(sweep_table(part), title=f"{sweep}: accuracy on target_val (%), mean over {part['selection_seed'].nunique()} seeds")
-        save_figure(fig, rundir.AblationDir(".").figure(sweep, figures_dir))
+        save_figure(fig, rundir.AblationDir.figure(figures_dir, sweep))
         pts = part.assign(point=_labels(part, sweep))
         g = pts.groupby("point", sort=False)["acc"]
         tables[sweep] = pd.DataFrame({"mean": g.mean().round(2), "std over seeds": g.std(ddof=1).round(2), "seeds": g.size()})

@@ -244,5 +244,7 @@ class AblationDir(_Folder):
     def figures(self) -> Path:
         return self.root / "figures"
 
-    def figure(self, sweep: str, figures_dir: str | Path | None = None) -> Path:
-        return Path(figures_dir or self.figures) / f"ablation_{sweep}.png"
+    @staticmethod
+    def figure(figures_dir: str | Path, sweep: str) -> Path:
+        """The heatmap of ``sweep`` in ``figures_dir`` (notebook 05: :attr:`figures`; 06: its run's)."""
+        return Path(figures_dir) / f"ablation_{sweep}.png"

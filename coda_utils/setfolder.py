@@ -121,7 +121,7 @@ def write_image(path: str | os.PathLike, image: torch.Tensor | np.ndarray, chann
     ``channels`` channels (mode L or RGB; default: the image's own)."""
     from PIL import Image
 
-    x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image)
+    x = torch.as_tensor(image)
     if x.dtype != torch.uint8:
         raise ValueError(f"a set image must have uint8 pixels, got {x.dtype} for {path}")
     if x.ndim == 2:
@@ -163,7 +163,7 @@ def write_set(
     (:func:`~coda_utils.io.exclusive`).
     """
     set_dir = Path(set_dir)
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    x = torch.as_tensor(images)
     if x.ndim == 3:
         x = x[:, None]
     labels = np.asarray(labels)
