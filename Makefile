@@ -42,11 +42,12 @@ empty :=
 space := $(empty) $(empty)
 SEEDS_YAML := [$(subst $(space),$(comma)$(space),$(strip $(SEEDS)))]
 
-.PHONY: study full run publish readme test unit nbval notebooks lab prior data bench check-cuda lock clean-venv help
+.PHONY: study full soft-labels run publish readme test unit nbval notebooks lab prior data bench check-cuda lock clean-venv help
 
 help:
 	@echo "make study   the study on the embedded world: IPC 10, 5 selection seeds, every method ($(RUN_DIR)/, results/study.csv, README tables)"
 	@echo "make full    the full protocol (dc, 300 epochs) at IPC 1, 10 and 50, 5 selection seeds (hours on a CPU)"
+	@echo "make soft-labels   the soft-label protocol (rded, a teacher's labels) on the full run's IPC-10 sets (results/soft_labels.csv)"
 	@echo "make test    unit tests, and nbval: the stored notebooks re-executed and compared with their outputs"
 	@echo "make notebooks   re-execute notebooks/ in place at their (tutorial) defaults, 00 -> 06, in notebooks/runs/tutorial"
 	@echo "make lab     open JupyterLab on notebooks/ with the project's environment"
@@ -154,11 +155,37 @@ full: data
 	$(MAKE) --no-print-directory run RUN=$(FULL_RUN) IPCS="1 10 50" EPOCHS=300 ABLATIONS=None $(if $(filter full,$(FULL_RUN)),FIGURES=figures/full)
 	$(if $(filter full,$(FULL_RUN)),$(MAKE) --no-print-directory publish RUN=full NAME=full_protocol)
 
-# copy a run's results (one row per network) into results/NAME.csv and regenerate the README
+# copy a run's hard-label results (one row per network) into results/NAME.csv and regenerate the README
 publish: $(STAMP)
-	@mkdir -p results
-	cp $(RUN_DIR)/results.csv results/$(NAME).csv
+	$(PY) -m coda_utils.report collect $(RUN_DIR) --labels hard --out results/$(NAME).csv
 	$(PY) -m coda_utils.report readme README.md
+
+# --------------------------------------------------------------------------------------------
+# The soft-label protocol (rded: a teacher relabels every augmented batch, RDED / SRe2L) on the
+# IPC-10 sets of the full run, beside their dc rows of `make full`: 5 selection seeds x 1 network
+# per method, 300 epochs. The first method's notebook trains the teacher (ConvNet-3, dc 50 epochs
+# on all of target, cached in runs/full/teacher/) and the others wait for it. Its rows live in
+# eval/<method>_ipc10_rded/ and are published apart (results/soft_labels.csv): soft and hard
+# labels never share a table. About 25 min for the teacher and 2-3 min per network per core.
+SOFT_RUN ?= $(FULL_RUN)
+SOFT_IPC ?= 10
+SOFT_METHODS ?= random_real coda_r kmeans coda_g vae_coda_r vae_random_real unguided text_prompt herding
+SOFT_DIR := runs/$(SOFT_RUN)
+SOFT_EVALS := $(foreach m,$(SOFT_METHODS),$(SOFT_DIR)/eval/$(m)_ipc$(SOFT_IPC)_rded/04_evaluate.ipynb)
+
+$(SOFT_DIR)/eval/%_ipc$(SOFT_IPC)_rded/04_evaluate.ipynb:
+	$(call papermill,notebooks/04_evaluate.ipynb,$@,-p methods $* -p protocol rded -p epochs None -p ipc $(SOFT_IPC) \
+	    -y "selection_seeds: $(SEEDS_YAML)" -p repeats $(REPEATS) -p precision $(PRECISION) -p run_dir $(SOFT_DIR) \
+	    -p threads $(THREADS) -p device $(DEVICE) -p progress False -p curve_every None)
+$(filter-out $(firstword $(SOFT_EVALS)),$(SOFT_EVALS)): $(firstword $(SOFT_EVALS))
+
+soft-labels: data
+	@start=$$(date +%s); \
+	$(THREAD_ENV) $(MAKE) --no-print-directory RUN=$(SOFT_RUN) IPCS=$(SOFT_IPC) $(SOFT_DIR)/03_generate_ipc$(SOFT_IPC).ipynb && \
+	$(THREAD_ENV) $(MAKE) --no-print-directory -j$(JOBS) $(if $(REDO),-B) $(SOFT_EVALS) && \
+	$(if $(filter full,$(SOFT_RUN)),$(PY) -m coda_utils.report collect $(SOFT_DIR) --labels soft --out results/soft_labels.csv && \
+	$(PY) -m coda_utils.report readme README.md &&) \
+	echo "make soft-labels: $(SOFT_DIR) done in $$(( $$(date +%s) - start )) s"
 
 readme: $(STAMP)
 	$(PY) -m coda_utils.report readme README.md

@@ -11,7 +11,9 @@ One module per stage or concern:
 - :mod:`coda_utils.baselines`      training-free selections (random real, k-means nearest-real, herding)
 - :mod:`coda_utils.alignment`      stage 3: CoDA's guided sampler and generated sets (set G)
 - :mod:`coda_utils.architectures`  ConvNet-3, ResNet-AP-10, ResNet-18 (instance norm)
-- :mod:`coda_utils.evaluation`     stage 4: the DC / DSA / IDC training protocols and result tables
+- :mod:`coda_utils.evaluation`     stage 4: the DC / DSA / IDC (hard-label) and RDED (soft-label) protocols, result tables
+- :mod:`coda_utils.parallel`       which share of a stage's work is this process's (accelerate)
+- :mod:`coda_utils.scale`          stages 1, 3 and 4 under ``accelerate launch``, with the notebooks' parameters
 - :mod:`coda_utils.stats`          paired contrasts over selection seeds with confidence intervals
 - :mod:`coda_utils.ablations`      sweeps judged on ``target_val``
 - :mod:`coda_utils.plots`          figures shared by the notebooks

@@ -3,7 +3,11 @@ measured on a held-out part of ``target``.
 
 Every point distils ``target_fit`` (train[50000:58000]) and is judged on ``target_val``
 (train[58000:60000]), never on ``test``, so a sweep may be used to *choose* a setting (the
-guidance scale, say) without touching the test split. A point is one draw per selection seed
+guidance scale, say) without touching the test split. On an ImageFolder tree (ImageNette,
+ImageWoof, ...) a fixed, seeded part of every class of the train split is held out instead
+(:func:`fit_and_val`, recorded in ``holdout.json``), and the points are evaluated under any
+protocol of :mod:`coda_utils.evaluation` (``idc`` with ResNet-AP-10, ``rded`` with a teacher
+trained on ``fit``). A point is one draw per selection seed
 (discovery's UMAP seed, the generator's noise), exactly as in the study: its folder
 ``out_dir/<sweep>/<key>/`` holds ``point.json`` (its parameters), one distilled set per seed
 (``seed<S>/``) and ``results.csv`` (one row per network, with its ``selection_seed``);
@@ -35,7 +39,7 @@ from . import alignment, baselines, discovery, evaluation, rundir, setfolder
 from .datasets import LabeledImages
 from .io import read_json, write_json
 
-__all__ = ["SWEEPS", "PixelFeatures", "AblationRunner", "collect", "sweep_table", "sweep_figures", "choice_table"]
+__all__ = ["SWEEPS", "PixelFeatures", "AblationRunner", "fit_and_val", "collect", "sweep_table", "sweep_figures", "choice_table"]
 
 #: sweep name -> (row parameter, column parameter or None)
 SWEEPS: dict[str, tuple[str, str | None]] = {
@@ -93,8 +97,16 @@ class AblationRunner:
         defaults: the reference settings every point starts from (ipc, gamma, guide_fraction,
             n_neighbors, min_cluster_size, min_samples, features, variant, steps, cfg_scale).
         selection_seeds: every point is distilled and judged once per seed.
-        epochs, repeats, precision: the evaluation (ConvNet-3, ``dc`` protocol, ``epochs``
-            shortened; ``repeats`` networks per seed).
+        epochs, repeats, precision: the evaluation (``epochs`` of the protocol, ``None`` for
+            its own; ``repeats`` networks per seed).
+        arch, protocol: the evaluation network and protocol (default ConvNet-3, ``dc``; an
+            ImageNet subset: ``resnet_ap10``, ``idc``; soft labels: ``rded`` with ``teacher``).
+        teacher, teacher_id: the soft-label protocol's teacher (:func:`~coda_utils.evaluation.load_teacher`).
+        image_size: train and judge at this square size (ImageFolder trees of mixed sizes);
+            ``None``: the sets' own size.
+
+    The sets are exported and generated with the resize policy of ``cache`` (as notebooks
+    02-03 do), so mixed-size ImageFolder trees work as in the study.
     """
 
     fit: LabeledImages
@@ -104,11 +116,16 @@ class AblationRunner:
     model: str
     defaults: dict
     selection_seeds: list = field(default_factory=lambda: [0, 1, 2])
-    epochs: int = 100
+    epochs: int | None = 100
     repeats: int = 1
     precision: str = "auto"
     device: str = "cpu"
     progress: bool = True
+    arch: str = "convnet3"
+    protocol: str = "dc"
+    teacher: Any = None
+    teacher_id: str | None = None
+    image_size: int | None = None
     _pipe: Any = None
     _discoveries: dict = field(default_factory=dict)
     _val: Any = None
@@ -143,14 +160,21 @@ class AblationRunner:
         folder = rundir.AblationDir(self.out_dir)
         point = folder.point(sweep, _key(values))
         t0 = time.perf_counter()
-        write_json(folder.point_json(point), {"sweep": sweep, "values": values, "parameters": p, "epochs": self.epochs,
-                                          "selection_seeds": self.selection_seeds, "evaluated_on": self.val.name})
+        epochs = evaluation.get_protocol(self.protocol, p["ipc"], self.epochs, self.fit.num_classes).epochs
+        write_json(folder.point_json(point), {"sweep": sweep, "values": values, "parameters": p, "epochs": epochs,
+                                              "arch": self.arch, "protocol": self.protocol, "teacher": self.teacher_id,
+                                              "selection_seeds": self.selection_seeds, "evaluated_on": self.val.name})
+        size = (self.image_size, self.image_size) if self.image_size else self.val.native_size
+        if size is None:
+            raise ValueError(f"{self.val.name} has images of mixed sizes: pass image_size (the size to train and judge at)")
         if self._val is None:
-            self._val = (self.val.load(), self.val.labels)
+            self._val = (self.val.load(None, size), self.val.labels)
+        policy = self.cache.policy if hasattr(self.cache, "policy") else None
         per_seed = []
         finished = evaluation.read_results(folder.results(point))
         for s in self.selection_seeds:
-            rows = finished[(finished["selection_seed"] == s) & (finished["epochs"] == self.epochs)]
+            rows = finished[(finished["selection_seed"] == s) & (finished["epochs"] == epochs)
+                            & (finished["protocol"] == self.protocol) & (finished["arch"] == self.arch.lower())]
             if len(rows) >= self.repeats and setfolder.is_finished(folder.set_dir(point, s)):
                 per_seed.append(float(rows["acc"].iloc[:self.repeats].mean()))  # finished: no discovery, no generation
                 continue
@@ -163,20 +187,55 @@ class AblationRunner:
                 set_dir = alignment.generate_set(
                     self.pipe(), folder.set_dir(point, s), self.fit.classes, self.fit.prompts, p["ipc"],
                     z_reps=z_reps if p["gamma"] else None, guidance=guidance, cfg_scale=p["cfg_scale"], steps=p["steps"],
-                    seed=s, batch_size=50, native_size=self.fit.native_size, method=f"coda_g_{_key(values)}",
+                    seed=s, batch_size=50, native_size=policy.native if policy else self.fit.native_size,
+                    resize=policy.mode if policy else "pad", method=f"coda_g_{_key(values)}",
                     model_id=str(self.model), progress=self.progress, extra={"selection_seed": s})
             else:
                 set_dir = baselines.export_selection(self.fit, disc.positions, folder.set_dir(point, s), f"coda_r_{_key(values)}",
                                                      p["ipc"], {**disc.manifest(), "features": p["features"],
                                                                 "selection_seed": s})
-            train_x, train_y, _ = setfolder.read_set(set_dir, classes=self.fit.classes)
-            res = evaluation.evaluate(_key(values), train_x, train_y, *self._val, ipc=p["ipc"], repeats=self.repeats,
-                                      selection_seed=s, epochs=self.epochs, device=self.device, precision=self.precision,
-                                      out_csv=folder.results(point), progress=False)
+            train_x, train_y, _ = setfolder.read_set(set_dir, size=self.image_size, classes=self.fit.classes)
+            res = evaluation.evaluate(_key(values), train_x, train_y, *self._val, ipc=p["ipc"], arch=self.arch,
+                                      protocol=self.protocol, repeats=self.repeats, selection_seed=s, epochs=self.epochs,
+                                      device=self.device, precision=self.precision, out_csv=folder.results(point),
+                                      progress=False, teacher=self.teacher, teacher_id=self.teacher_id)
             per_seed.append(float(res["acc"].mean()))
         return {"sweep": sweep, **values, "acc": float(np.mean(per_seed)),
                 "acc_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else float("nan"),
                 "seeds": len(per_seed), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def fit_and_val(dataset: str = "fashion-mnist", data_root: str | Path | None = None, holdout_fraction: float = 0.2,
+                class_limit: int | None = None, per_class_limit: int | None = None,
+                record_to: str | Path | None = None) -> tuple[LabeledImages, LabeledImages, dict]:
+    """The part of the train split a sweep distils (``fit``) and the held-out part it is judged
+    on (``val``); never the test / val split of the dataset.
+
+    Fashion-MNIST: the fixed ``target_fit`` / ``target_val``. An ImageFolder tree (``dataset``
+    an ImageNet subset, ``data_root`` its train split): a fixed, seeded ``holdout_fraction`` of
+    every class (:func:`~coda_utils.datasets.holdout_split`). ``class_limit`` /
+    ``per_class_limit`` cut ``fit`` (and ``val`` to the same classes) for quick runs. The cut is
+    written to ``record_to`` (``AblationDir.holdout``) when given; a folder whose record names
+    another cut is refused, so the points of one folder are always judged on the same images.
+    """
+    from . import datasets, encoding
+
+    if str(dataset).lower() in ("fashion-mnist", "fashion_mnist", "fmnist"):
+        fit, val = datasets.load_fashion_mnist("target_fit"), datasets.load_fashion_mnist("target_val")
+        record = {"dataset": "fashion-mnist", "fit": "target_fit (train[50000:58000])",
+                  "val": "target_val (train[58000:60000])"}
+    else:
+        fit, val, record = datasets.holdout_split(datasets.load_dataset(dataset, "train", data_root), holdout_fraction)
+    fit = encoding.limit_dataset(fit, class_limit, per_class_limit)
+    val = encoding.limit_dataset(val, class_limit, None)
+    record = {**record, "class_limit": class_limit, "per_class_limit": per_class_limit}
+    if record_to is not None:
+        record_to = Path(record_to)
+        if record_to.is_file() and read_json(record_to) != record:
+            raise ValueError(f"{record_to} records another fit / val cut ({read_json(record_to)}); its points were judged "
+                             f"on other images: choose another out_dir, or delete {record_to.parent} to start again")
+        write_json(record_to, record)
+    return fit, val, record
 
 
 def collect(out_dir: str | Path) -> pd.DataFrame:

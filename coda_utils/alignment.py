@@ -34,12 +34,12 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from . import setfolder
+from . import parallel, setfolder
 from .datasets import check_channels, check_ipc
 from .io import atomic_write, exclusive, read_json, write_json
 
@@ -371,6 +371,7 @@ def generate_set(
     extra: dict | None = None,
     progress: bool = True,
     channels: int | None = None,
+    processes: Any = None,
 ) -> Path:
     """Generate a distilled set as the set folder ``out_dir/<class>/<k>.png``
     (:mod:`coda_utils.setfolder`), in ``channels`` channels: default the pipeline's VAE input
@@ -378,14 +379,22 @@ def generate_set(
 
     Image ``k`` of class ``c`` uses prompt ``prompts[c]``, representative ``z_reps[c][k]`` (if
     given) and seed :func:`sample_seed` ``(seed, c, k)``. Several classes and representatives
-    share a forward pass (``batch_size``). Existing images are kept, so an interrupted run
-    resumes image by image, but only images made with the same settings (model fingerprint,
+    share a forward pass: the images, in class-then-k order, are cut into fixed batches of
+    ``batch_size``, so an image is always computed in the same batch, whether the set is made
+    in one go, resumed, or shared between processes. Existing images are kept, so an
+    interrupted run resumes batch by batch (a batch with any image missing is run again and
+    only its missing images written), but only images made with the same settings (model fingerprint,
     parameters, prompts, representatives; recorded in ``.settings.json`` before the first
     image): a folder made otherwise raises :class:`StaleSetError`. Each file is written atomically. ``manifest.json`` (prompt,
     representative index, seed per image, parameters, model id, versions) is written last, after
     every image; while images are missing the folder has no manifest, so no later stage takes it
     for a finished set. The folder is locked while it is written: a second process generating
     into it is refused (:class:`~coda_utils.io.FolderBusyError`).
+
+    ``processes``: the process group of an ``accelerate launch``
+    (:func:`coda_utils.parallel.processes`): each process makes every ``num_processes``-th
+    unfinished batch and the first writes the manifest once all are there; the images are
+    those one process makes (``python -m coda_utils.scale generate``).
     """
     from tqdm.auto import tqdm
 
@@ -412,22 +421,38 @@ def generate_set(
                   "refiner_start": refiner_start if refiner is not None else None,
                   "native_size": list(native_size) if native_size else None, "resize": resize}
     fingerprint = model_fingerprint(pipe)
-    with exclusive(out_dir):
-        # 2. Resume only what these very settings made (recorded before the first image)
-        _check_or_record_settings(out_dir, {
+    main = parallel.is_main(processes)
+    batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]  # fixed, whatever is done already
+    # the first process holds the folder's lock (a second job is refused), the others their own
+    with exclusive(out_dir, "folder" if main else f"folder.rank{parallel.rank(processes)}"):
+        # 2. Resume only what these very settings made (recorded before the first image, by the
+        #    first process; the others check against it)
+        settings = {
             "classes": list(class_ids), "prompts": list(prompts), "parameters": parameters,
             "model": fingerprint, "refiner": model_fingerprint(refiner) if refiner is not None else None,
             "representatives": _hash_representatives(z_reps, ipc) if z_reps is not None and guidance.gamma > 0 else None,
-            "channels": channels},
-            legacy={"channels": vae_channels})  # a set made before channels were recorded has its VAE's
-        todo = [(c, k) for c, k in jobs if not setfolder.image_path(out_dir, class_ids[c], k).exists()]
-        if todo:  # complete or absent: no manifest while images are missing
+            "channels": channels}
+        legacy = {"channels": vae_channels}  # a set made before channels were recorded has its VAE's
+        if main:
+            _check_or_record_settings(out_dir, settings, legacy)
+        parallel.barrier(processes)
+        if not main and read_json(out_dir / ".settings.json") != json.loads(json.dumps(settings)):
+            raise StaleSetError(f"{out_dir}: the first process recorded other settings than this one has; every "
+                                "process of a launch must get the same parameters")
+
+        def missing(batch):
+            return [(c, k) for c, k in batch if not setfolder.image_path(out_dir, class_ids[c], k).exists()]
+
+        todo = [b for b in batches if missing(b)]
+        if todo and main:  # complete or absent: no manifest while images are missing
             setfolder.unfinish(out_dir)
-        # 3. Denoising, a batch of (class, k) at a time, each image written atomically as it comes
+        parallel.barrier(processes)
+        mine = parallel.share(todo, processes)
+        # 3. Denoising, one fixed batch of (class, k) at a time, each image written atomically as it comes
         t0 = time.perf_counter()
-        with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=method, disable=not progress, unit="img") as bar:
-            for i in range(0, len(todo), batch_size):
-                chunk = todo[i:i + batch_size]
+        with tqdm(total=len(jobs), initial=len(jobs) - sum(len(missing(b)) for b in todo), desc=method,
+                  disable=not (progress and main), unit="img") as bar:
+            for chunk in mine:
                 z = None
                 if z_reps is not None and guidance.gamma > 0:
                     z = torch.stack([torch.as_tensor(np.asarray(z_reps[c][k], dtype=np.float32)) for c, k in chunk])
@@ -436,8 +461,15 @@ def generate_set(
                 if native_size is not None:
                     imgs = latents_to_native(imgs, native_size, resize)
                 for (c, k), img in zip(chunk, imgs):
-                    setfolder.write_image(setfolder.image_path(out_dir, class_ids[c], k), img, channels)
-                bar.update(len(chunk))
+                    path = setfolder.image_path(out_dir, class_ids[c], k)
+                    if not path.exists():
+                        setfolder.write_image(path, img, channels)
+                        bar.update(1)
+        parallel.barrier(processes)
+        if not main:
+            return out_dir
+        if missing(jobs):
+            raise RuntimeError(f"{out_dir}: {len(missing(jobs))} image(s) missing after every process finished")
         # 4. The manifest last: its presence marks a complete set
         manifest = {
             "method": method,

@@ -23,7 +23,7 @@ from .discovery import standardize
 from .io import array_sha256
 
 __all__ = ["random_real", "random_real_set", "export_selection", "kmeans_nearest_real", "herding", "select_per_class",
-           "selection_overlap", "ROUND_TRIP", "vae_round_trip", "StaleRoundTripError"]
+           "selection_overlap", "ROUND_TRIP", "vae_round_trip", "StaleRoundTripError", "method_set"]
 
 #: the ceiling methods: another method's real set passed through the prior's VAE and back
 #: (posterior mean, decoded, brought back to the set's size). A generator working in this latent
@@ -217,6 +217,46 @@ def vae_round_trip(src_dir: str | Path, out_dir: str | Path, vae_or_pipe, method
     meta = {k: v for k, v in manifest.items() if k not in ("files", "versions", "method", "channels")}
     meta.update({"method": method, **origin})
     return setfolder.write_set(out, rec, y.numpy(), classes, meta, channels=x.shape[1])
+
+
+def method_set(run, method: str, ipc: int, selection_seed: int, target: LabeledImages, *, image_size: int | None = None,
+               vae=None, distilled: str | Path | None = None):
+    """The training images and labels of one method's set for one selection seed (notebook 04).
+
+    Args:
+        run: the :class:`~coda_utils.rundir.RunDir` whose sets are read.
+        method: a method name; ``"full"`` is all of ``target`` (the upper bound).
+        ipc: images per class of the set.
+        selection_seed: the seed that made the set (ignored for deterministic methods).
+        target: the split being distilled (for ``full``, for the random-real draw and for the
+            class order of the set).
+        image_size: bring every image to this square size; ``None``: the set's own size.
+        vae: the run's VAE (or pipeline), needed only by the ceiling methods of
+            :data:`ROUND_TRIP`, whose set is made here from its source set on first use.
+        distilled: the path of one exported set folder to read instead of the run's sets.
+
+    Returns:
+        ``(images, labels)``: uint8 ``N x C x H x W`` and int64 labels.
+    """
+    if method == "full":
+        size = (image_size, image_size) if image_size else target.native_size
+        return target.load(None, size), target.labels
+    if distilled is not None:
+        set_dir = Path(distilled)
+    else:
+        set_dir = run.set_dir(method, ipc, selection_seed)
+        source_method = ROUND_TRIP.get(method, method)
+        source = run.set_dir(source_method, ipc, selection_seed)
+        if source_method == "random_real":  # drawn on first use
+            random_real_set(target, ipc, selection_seed, source)
+        if method in ROUND_TRIP:  # the ceiling: the source set through the run's VAE and back
+            if vae is None:
+                raise ValueError(f"{method} passes {source_method}'s set through the run's VAE: pass vae=")
+            vae_round_trip(source, set_dir, vae, method)
+    if not setfolder.is_finished(set_dir):
+        raise FileNotFoundError(f"{set_dir} is not a finished set (no manifest.json): run notebook 02 (selections) or 03 "
+                                f"(generated sets) for selection seed {selection_seed} first, or pass distilled=<folder>")
+    return setfolder.read_set(set_dir, size=image_size, classes=target.classes)[:2]
 
 
 def _as_json(obj):

@@ -36,6 +36,7 @@ one run agree whatever the files are.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
 import warnings
@@ -56,6 +57,8 @@ __all__ = [
     "IMAGENET_SUBSETS",
     "load_fashion_mnist",
     "load_image_folder",
+    "holdout_split",
+    "evaluation_data",
     "load_dataset",
     "imagenet_subset",
     "imagenet_class_names",
@@ -678,6 +681,68 @@ def load_image_folder(
         sizes=np.asarray(sizes, dtype=np.int64).reshape(-1, 2),
         gray=bool(gray) and all(gray),
     )
+
+
+def holdout_split(data: LabeledImages, fraction: float = 0.2, seed: int = 0) -> tuple[LabeledImages, LabeledImages, dict]:
+    """Cut ``data`` (the train split being distilled) into ``fit`` (distilled while choosing
+    settings) and ``val`` (held out to judge them), as Fashion-MNIST's ``target_fit`` /
+    ``target_val``, for ImageFolder trees: in every class a permutation seeded by ``(seed,
+    class)`` holds out ``round(fraction * n)`` images (at least one, and at least one kept).
+    The test / val split of the dataset is never touched.
+
+    Returns:
+        ``(fit, val, record)``: ``record`` names the cut (fraction, seed, counts and a hash of
+        the held-out images' source indices), to be written beside the results it judged.
+    """
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction!r} (parameter `holdout_fraction`)")
+    fit_idx, val_idx = [], []
+    for c in range(data.num_classes):
+        idx = data.class_indices(c)
+        if len(idx) < 2:
+            raise ValueError(f"{data.name}: class {data.class_names[c]} has {len(idx)} image(s); a held-out part needs 2")
+        k = min(max(1, round(float(fraction) * len(idx))), len(idx) - 1)
+        perm = np.random.default_rng([int(seed), c]).permutation(len(idx))
+        val_idx.append(np.sort(idx[perm[:k]]))
+        fit_idx.append(np.sort(idx[perm[k:]]))
+    fit = data.subset(np.concatenate(fit_idx), name=f"{data.name}-fit")
+    val = data.subset(np.concatenate(val_idx), name=f"{data.name}-val")
+    record = {"dataset": data.name, "fraction": float(fraction), "seed": int(seed),
+              "fit_counts": [int(n) for n in fit.counts()], "val_counts": [int(n) for n in val.counts()],
+              "val_source_indices_sha256": hashlib.sha256(np.ascontiguousarray(val.source_indices, dtype=np.int64)
+                                                          .tobytes()).hexdigest()[:16]}
+    return fit, val, record
+
+
+def evaluation_data(dataset: str, data_root=None, split: str | None = None, test_root=None, test_split: str | None = None,
+                    image_size: int | None = None, test_limit: int | None = None, latents=None):
+    """What notebook 04 (and ``coda_utils.scale 04``) trains and tests with: the split being
+    distilled, with the run's resize policy (so random-real sets are exported as R was), the size
+    to train at, and the test images and labels.
+
+    Args:
+        dataset, data_root, split: the distilled split (default ``target``, or ``train`` of an
+            ImageFolder tree).
+        test_root, test_split: the test split (default ``test``, or ``val`` of an ImageFolder tree).
+        image_size: train and test at this square size; ``None``: the dataset's own size.
+        test_limit: only the first N test images (quick checks).
+        latents: the run's latent cache folder, whose resize policy the sets follow.
+
+    Returns:
+        ``(target, size, test_x, test_y)``.
+    """
+    from .encoding import run_policy
+    from .params import ParameterError
+
+    target = load_dataset(dataset, split or ("target" if data_root is None else "train"), data_root)
+    test = load_dataset(dataset, test_split or ("test" if test_root is None else "val"), test_root)
+    target = target.with_policy(run_policy(latents, target, image_size))
+    size = (image_size, image_size) if image_size else target.native_size
+    if size is None:
+        raise ParameterError("parameter `image_size` = None: the images have mixed sizes; pass the size to train at "
+                             "(e.g. 256 for ResNet-AP-10 under the idc protocol)")
+    n_test = len(test) if test_limit is None else min(test_limit, len(test))
+    return target, size, test.load(range(n_test), size), test.labels[:n_test]
 
 
 def load_dataset(name: str, split: str = "target", root: str | os.PathLike | None = None) -> LabeledImages:

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from .datasets import REPO_ROOT, LabeledImages, ResizePolicy, decide_resize
+from . import parallel
 from .io import atomic_write, exclusive, read_json, write_json
 from .setfolder import set_channels
 
@@ -433,6 +434,7 @@ def encode_dataset(
     rebuild: bool = False,
     progress: bool = True,
     num_workers: int = 0,
+    processes: Any = None,
 ) -> LatentCache:
     """Encode every image of ``data`` into a per-class latent cache in ``cache_dir``; resumable.
 
@@ -453,6 +455,10 @@ def encode_dataset(
             cache made with other settings is refused and a matching one is resumed.
         num_workers: threads that load and resize the next batches while the VAE encodes
             (worth it for ImageFolder trees on a GPU; 0 loads in the main thread).
+        processes: the process group of an ``accelerate launch`` (:func:`coda_utils.parallel.processes`):
+            each process encodes every ``num_processes``-th unfinished class, and the cache is
+            the one a single process writes (``python -m coda_utils.scale encode``). ``None``:
+            this process encodes everything.
     Returns:
         the finished :class:`LatentCache`.
     Raises:
@@ -481,37 +487,28 @@ def encode_dataset(
         raise ValueError(f"store_dtype must be 'float16' or 'float32', not {store_dtype!r}")
     settings = _settings(data, vae, encoder_id, policy, dtype, store_dtype, latent_shape)
 
-    # 2. Resume a cache made with these very settings, refuse one made otherwise
+    # 2. Resume a cache made with these very settings, refuse one made otherwise. The first
+    #    process checks (and rebuilds); the others wait for it. A class is finished when both of
+    #    its files exist (each is written atomically, the index last), whichever process made it.
     root = Path(cache_dir)
     meta_path = root / "cache.json"
-    with exclusive(root, "cache"):
-        done: list[int] = []
-        if rebuild:
-            _remove_cache(root)
-        elif meta_path.is_file():
-            old = read_json(meta_path)
-            old_settings = {k: v for k, v in old.items() if k != "done"}
-            if "resize_policy" not in old_settings and old_settings == {k: v for k, v in settings.items()
-                                                                          if k != "resize_policy"}:
-                old_settings["resize_policy"] = settings["resize_policy"]  # made before policies were recorded: same size and mode
-            elif isinstance(old_settings.get("resize_policy"), dict) and "channels" not in old_settings["resize_policy"]:
-                # made before policies named their channels: those are the encoder's input channels (in the settings)
-                old_settings["resize_policy"] = {**old_settings["resize_policy"],
-                                                 "channels": old_settings.get("encoder", {}).get("in_channels")}
-            if old_settings != settings:
-                diff = sorted(k for k in set(settings) | set(old_settings) if settings.get(k) != old_settings.get(k))
-                raise StaleCacheError(
-                    f"{root} holds a latent cache made with other settings (differs in: {', '.join(diff)}). "
-                    f"Delete the directory (rm -r {root}) or pass rebuild=True to encode again."
-                )
-            done = [c for c in old["done"] if (root / _class_file(c)).is_file() and (root / _index_file(c)).is_file()]
-        write_json(meta_path, {**settings, "done": done})
+    main = parallel.is_main(processes)
+    # the first process holds the cache's lock (a second job is refused), the others their own
+    with exclusive(root, "cache" if main else f"cache.rank{parallel.rank(processes)}"):
+        if main:
+            _check_or_start_cache(root, settings, rebuild)
+        parallel.barrier(processes)
+        if not main and {k: v for k, v in read_json(meta_path).items() if k != "done"} != settings:
+            raise StaleCacheError(f"{root}: the first process wrote other settings than this one computed; "
+                                  "every process of a launch must get the same parameters")
+        done = [c for c in range(data.num_classes) if _class_finished(root, c)]
 
-        # 3. Encode class by class; each class's files and the list of finished classes are
-        #    written atomically, so an interrupted run resumes at the first unfinished class
-        todo = [c for c in range(data.num_classes) if c not in set(done)]
+        # 3. Encode class by class (this process's share of the unfinished classes); each class's
+        #    files and the list of finished classes are written atomically, so an interrupted
+        #    run resumes at the first unfinished class
+        todo = parallel.share([c for c in range(data.num_classes) if c not in set(done)], processes)
         bar = None
-        if progress:
+        if progress and main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(data), initial=int(sum(data.counts()[c] for c in done)), desc=f"encoding {data.name}",
@@ -541,9 +538,14 @@ def encode_dataset(
             _save_npy(root / _class_file(c), lat)
             _save_npy(root / _index_file(c), np.stack([pos, data.source_indices[pos]]).astype(np.int64))
             done.append(c)
-            write_json(meta_path, {**settings, "done": sorted(done)})
+            if parallel.world(processes) == 1:  # several processes: the first records them all below
+                write_json(meta_path, {**settings, "done": sorted(done)})
         if bar is not None:
             bar.close()
+        parallel.barrier(processes)
+        if main and parallel.world(processes) > 1:
+            write_json(meta_path, {**settings, "done": [c for c in range(data.num_classes) if _class_finished(root, c)]})
+        parallel.barrier(processes)
     return LatentCache.load(root)
 
 
@@ -589,6 +591,38 @@ def _batches(data: LabeledImages, pos: np.ndarray, batch_size: int, size, resize
             if nxt is not None:
                 queue.append((nxt, pool.submit(data.load, pos[nxt:nxt + batch_size], size, resize)))
             yield i, pos[i:i + batch_size], fut.result()
+
+
+def _class_finished(root: Path, c: int) -> bool:
+    """Both files of class ``c`` exist (written atomically, the index file last)."""
+    return (root / _class_file(c)).is_file() and (root / _index_file(c)).is_file()
+
+
+def _check_or_start_cache(root: Path, settings: dict, rebuild: bool) -> None:
+    """Start ``root/cache.json`` with ``settings`` (deleting an old cache's files with
+    ``rebuild``), or keep a cache made with these very settings; refuse one made otherwise."""
+    meta_path = root / "cache.json"
+    done: list[int] = []
+    if rebuild:
+        _remove_cache(root)
+    elif meta_path.is_file():
+        old = read_json(meta_path)
+        old_settings = {k: v for k, v in old.items() if k != "done"}
+        if "resize_policy" not in old_settings and old_settings == {k: v for k, v in settings.items()
+                                                                      if k != "resize_policy"}:
+            old_settings["resize_policy"] = settings["resize_policy"]  # made before policies were recorded: same size and mode
+        elif isinstance(old_settings.get("resize_policy"), dict) and "channels" not in old_settings["resize_policy"]:
+            # made before policies named their channels: those are the encoder's input channels (in the settings)
+            old_settings["resize_policy"] = {**old_settings["resize_policy"],
+                                             "channels": old_settings.get("encoder", {}).get("in_channels")}
+        if old_settings != settings:
+            diff = sorted(k for k in set(settings) | set(old_settings) if settings.get(k) != old_settings.get(k))
+            raise StaleCacheError(
+                f"{root} holds a latent cache made with other settings (differs in: {', '.join(diff)}). "
+                f"Delete the directory (rm -r {root}) or pass rebuild=True to encode again."
+            )
+        done = [c for c in old["done"] if _class_finished(root, c)]
+    write_json(meta_path, {**settings, "done": done})
 
 
 def _remove_cache(root: Path) -> None:

@@ -111,8 +111,12 @@ DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 RESULT_COLUMNS = ["method", "ipc", "arch", "protocol", "selection_seed", "seed", "acc", "acc_best", "train_seconds"]
 _CSV_COLUMNS = RESULT_COLUMNS + ["epochs", "precision", "teacher"]
 _KEY_COLUMNS = ["method", "ipc", "arch", "protocol", "selection_seed", "seed", "epochs", "precision", "teacher"]
+#: the columns that identify one network's row (a results file holds each once)
+KEY_COLUMNS = _KEY_COLUMNS
 #: the ``teacher`` of a hard-label row
 NO_TEACHER = "none"
+#: the settings of the fast evaluation path on a GPU (train_and_evaluate / evaluate keywords)
+FAST_PATH = {"precision": "bf16", "channels_last": True, "compile": True}
 #: ``fp32``, or ``bf16`` autocast for the forward passes (see the module docstring)
 PRECISIONS = ("fp32", "bf16")
 #: a selection seed's networks get seeds ``selection_seed * NETWORK_SEED_STRIDE + r``
@@ -655,6 +659,16 @@ def top1_accuracy(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, 
     return 100.0 * correct / len(test_x)
 
 
+_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def _compile_options(compile: bool | str) -> dict:
+    """``torch.compile`` keywords for ``train_and_evaluate(compile=...)``."""
+    if compile is True:
+        return {}
+    return {"mode": compile} if compile in _COMPILE_MODES else {"backend": str(compile)}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -678,6 +692,7 @@ def train_and_evaluate(
     channels_last: bool = False,
     teacher: nn.Module | None = None,
     return_model: bool = False,
+    compile: bool | str = False,
 ) -> dict[str, Any]:
     """Train a fresh ``arch`` on ``(train_x, train_y)`` under ``protocol``, test it on ``test``.
 
@@ -711,6 +726,12 @@ def train_and_evaluate(
             targets of a soft-label protocol (``rded``; required there, refused elsewhere). It
             sees the same normalized batch as the student (:func:`load_teacher`).
         return_model: also return the trained network (``"model"``, in eval mode).
+        compile: run the network's training steps and tests through ``torch.compile`` (the
+            GPU fast path with bf16 and channels-last, :data:`FAST_PATH`; measured by
+            ``benchmarks/bench_evaluation.py --idc``): ``True`` for inductor's default mode,
+            a mode (``"reduce-overhead"``: CUDA graphs; ``"max-autotune"``) or a backend's
+            name (``"eager"`` only checks the wiring). The weights, the optimizer and the
+            seeds are those of the plain path.
 
     Returns:
         ``acc``: test accuracy (percent) of the final network, the headline number;
@@ -761,6 +782,7 @@ def train_and_evaluate(
         model = build_model(arch, num_classes, c, h).to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    net = model if not compile else torch.compile(model, **_compile_options(compile))
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     x_all = train_x.to(device).float().div_(255)
@@ -819,7 +841,7 @@ def train_and_evaluate(
                 with torch.no_grad(), _autocast(device, precision):
                     target = F.softmax(teacher(xb).float() / protocol.temperature, dim=1)
             with _autocast(device, precision):
-                logits = model(xb)
+                logits = net(xb)
             if teacher is not None:
                 loss = F.kl_div(F.log_softmax(logits.float() / protocol.temperature, dim=1), target,
                                 reduction="batchmean")
@@ -834,7 +856,7 @@ def train_and_evaluate(
         _sync(device)
         train_seconds += time.perf_counter() - t0
         if epoch == protocol.epochs or (eval_every is not None and epoch % eval_every == 0):
-            acc = top1_accuracy(model, test_x, yte, mean, std, device, precision=precision,
+            acc = top1_accuracy(net, test_x, yte, mean, std, device, precision=precision,
                                 channels_last=channels_last)
             acc_best = max(acc_best, acc)
             curve.append((epoch, acc))
@@ -1006,6 +1028,8 @@ def evaluate(
     progress: bool = True,
     teacher: nn.Module | None = None,
     teacher_id: str | None = None,
+    channels_last: bool = False,
+    compile: bool | str = False,
 ) -> pd.DataFrame:
     """Evaluate one distilled set: train ``repeats`` fresh networks on it and test each.
 
@@ -1028,7 +1052,9 @@ def evaluate(
             it stopped (``eval_every`` and ``normalization`` are not part of that key). The
             file is locked while this runs: a second process evaluating into it is refused
             (:class:`~coda_utils.io.FolderBusyError`) instead of losing rows.
-        eval_every, normalization, progress, teacher: passed to :func:`train_and_evaluate`.
+        eval_every, normalization, progress, teacher, channels_last, compile: passed to
+            :func:`train_and_evaluate` (``**FAST_PATH`` for the GPU fast path; the memory
+            format and the compiler are not part of a row: they change how, not what, is computed).
         teacher_id: what the ``teacher`` column of the rows names (required with a teacher,
             e.g. :func:`load_teacher`'s ``id``); part of the resume key, so a result made with
             another teacher is never taken for this one. Hard-label rows say ``"none"``.
@@ -1083,7 +1109,8 @@ def evaluate(
                 continue
             res = train_and_evaluate(train_x, ytr, test_x, yte, arch, proto, s, device=device,
                                      eval_every=eval_every, progress=progress, num_classes=num_classes,
-                                     normalization=normalization, precision=precision, teacher=teacher)
+                                     normalization=normalization, precision=precision, teacher=teacher,
+                                     channels_last=channels_last, compile=compile)
             row = pd.DataFrame([{**key, "seed": s, "acc": res["acc"], "acc_best": res["acc_best"],
                                  "train_seconds": res["train_seconds"]}])[_CSV_COLUMNS]
             if path is not None:

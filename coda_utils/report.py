@@ -9,11 +9,15 @@ Every table of results in ``README.md`` sits between two markers::
 and is rendered by :data:`BLOCKS` from one file of ``results/`` (one row per trained network,
 or per ablation point and seed), which the commands that produce results write there:
 ``make study`` (``results/study.csv``), ``make full`` (``results/full_protocol.csv``),
+``make soft-labels`` (``results/soft_labels.csv``, with its teachers in
+``results/soft_labels_teachers.json``),
 ``05_ablations.ipynb`` with ``publish=True`` (``results/ablations.csv``) and
 ``benchmarks/bench_evaluation.py --out`` (``results/bench_evaluation_*.csv``).
 
 ``python -m coda_utils.report readme README.md`` rewrites every block; ``--check`` only
 compares and exits 1 when a block and its result file disagree (``tests/test_readme.py``).
+``python -m coda_utils.report collect RUN_DIR --labels hard|soft --out results/NAME.csv`` is how
+a run's rows get there (:func:`collect`): hard- and soft-label rows are published apart.
 """
 from __future__ import annotations
 
@@ -28,8 +32,8 @@ import pandas as pd
 
 from . import evaluation, stats
 
-__all__ = ["BLOCKS", "render_block", "update_readme", "main", "study_table", "full_protocol_table", "ablation_tables",
-           "precision_table", "throughput_table", "round_trip_table"]
+__all__ = ["BLOCKS", "render_block", "update_readme", "main", "collect", "study_table", "full_protocol_table",
+           "soft_label_table", "ablation_tables", "precision_table", "throughput_table", "round_trip_table"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
@@ -110,6 +114,101 @@ def full_protocol_table(df: pd.DataFrame, source: str) -> str:
         lines += ["", "Paired contrasts per IPC (difference A - B in points, 95 % t interval over selection seeds):", "",
                   stats.format_contrasts(table.sort_values(["contrast", "ipc"], kind="stable"), settings=False)]
     return "\n".join(lines)
+
+
+def teachers_file(results_csv: str | Path) -> Path:
+    """Where :func:`collect` records the teachers of a soft-label results file."""
+    results_csv = Path(results_csv)
+    return results_csv.with_name(results_csv.stem + "_teachers.json")
+
+
+def collect(run_dir: str | Path, labels: str, out: str | Path) -> pd.DataFrame:
+    """Publish a run's rows: every network of its hard-label (``labels="hard"``) or soft-label
+    (``"soft"``) evaluations into ``out`` (atomically). For soft labels the teachers the rows
+    name (id, architecture, protocol, test accuracy) are written beside it
+    (:func:`teachers_file`), read from the run's teacher checkpoints.
+
+    Raises:
+        FileNotFoundError: the run has no evaluation of that kind, or a row's teacher is not among
+            the run's checkpoints.
+    """
+    from .io import atomic_write, write_json
+    from .rundir import RunDir
+
+    if labels not in ("hard", "soft"):
+        raise ValueError(f"labels must be 'hard' or 'soft', got {labels!r}")
+    run = RunDir(run_dir)
+    files = run.all_results(soft_labels=labels == "soft")
+    if not files:
+        raise FileNotFoundError(f"{run.root}: no {labels}-label evaluation (eval/*/results.csv); run notebook 04 first")
+    df = pd.concat([evaluation.read_results(f) for f in files], ignore_index=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out, "w") as fh:
+        df.to_csv(fh, index=False)
+    if labels == "soft":
+        found = {}
+        for ckpt in sorted(run.root.glob("teacher/*.pt")):
+            import torch
+
+            meta = torch.load(ckpt, map_location="cpu", weights_only=False)
+            meta.pop("state_dict", None)
+            found[meta.get("id")] = {"id": meta.get("id"), "arch": meta.get("arch"), "test_acc": meta.get("test_acc"),
+                                     "protocol": meta["settings"]["protocol"], "epochs": meta["settings"]["epochs"],
+                                     "trained_on": f"{meta['settings']['n_train']:,} images (all of the run's target)"}
+        missing = sorted(set(df["teacher"].astype(str)) - set(found))
+        if missing:
+            raise FileNotFoundError(f"{run.root}/teacher holds no checkpoint of teacher(s) {missing} named by the rows")
+        write_json(teachers_file(out), {t: found[t] for t in sorted(set(df["teacher"].astype(str)))})
+    print(f"{out}: {len(df)} networks from {len(files)} results files of {run.root}")
+    return df
+
+
+def soft_label_table(df: pd.DataFrame, source: str, root: str | Path = ROOT) -> str:
+    """The soft-label protocol's rows (never mixed with hard labels): mean ± std over selection
+    seeds, the teacher, the contrasts between methods, and each method under soft labels minus
+    the same sets under the hard-label dc protocol of ``results/full_protocol.csv`` (same IPC,
+    selection seeds and epochs; paired by seed)."""
+    from .io import read_json
+
+    summary = _order(evaluation.summarize(df))
+    seeds = int(summary["seeds"].max())
+    teachers_path = Path(root) / teachers_file(source)
+    teachers = read_json(teachers_path) if teachers_path.is_file() else {}
+    lines = [_caption(df, source) + f" Mean ± std over {seeds} selection seeds (herding: one set, its networks instead). "
+             "A teacher relabels every augmented batch; these numbers are not comparable with the hard-label "
+             "tables above.", ""]
+    for t in sorted(df["teacher"].astype(str).unique()):
+        info = teachers.get(t)
+        lines.append(f"Teacher `{t}`: " + (f"{info['arch']}, {info['protocol']} protocol, {info['epochs']} epochs on "
+                                           f"{info['trained_on']}, {info['test_acc']:.1f} % on the test split."
+                                           if info else "not recorded."))
+    lines += ["", evaluation.format_table(summary, _varying(df)), ""]
+    table = stats.contrasts(df)
+    if not table.empty:
+        lines += ["Paired contrasts under soft labels (difference A - B in points, 95 % t interval over selection seeds):",
+                  "", stats.format_contrasts(table, settings=False), ""]
+    hard_path = Path(root) / BLOCKS["full-protocol"][0]
+    if hard_path.is_file():
+        hard = evaluation.read_results(hard_path)
+        soft_seeds, hard_seeds = stats.per_seed(df), stats.per_seed(hard)
+        rows = []
+        for (m, ipc, epochs), part in soft_seeds.groupby(["method", "ipc", "epochs"], sort=False):
+            other = hard_seeds[(hard_seeds["method"] == m) & (hard_seeds["ipc"] == ipc) & (hard_seeds["epochs"] == epochs)
+                               & (hard_seeds["protocol"] == "dc")]
+            a, b = part.set_index("selection_seed")["acc"], other.set_index("selection_seed")["acc"]
+            b = b[b.index.isin(a.index)]
+            r = stats.contrast(a, b, a_name="rded", b_name="dc") if len(b) else None
+            cells = [f"{a.mean():.1f}", "-" if r is None else f"{b.mean():.1f}",
+                     "-" if r is None else f"{r['diff']:+.1f}",
+                     "-" if r is None or pd.isna(r["low"]) else f"[{r['low']:+.1f}, {r['high']:+.1f}]",
+                     "-" if r is None else (f"{r['n_pairs']} pairs" if r["test"] == "paired t" else r["test"] or "-")]
+            rows.append((a.mean(), f"| {m} | " + " | ".join(cells) + " |"))
+        lines += [f"The same sets under soft labels (rded) and hard labels (dc, {_join(df['epochs'].unique())} epochs, "
+                  f"`results/full_protocol.csv`), mean over selection seeds:", "",
+                  "| method | rded | dc | rded - dc | 95 % interval | seeds |", "|---|---:|---:|---:|---:|---|"]
+        lines += [text for _, text in sorted(rows, key=lambda r: -r[0])]
+    return "\n".join(lines).rstrip("\n")
 
 
 def ablation_tables(df: pd.DataFrame, source: str) -> str:
@@ -197,6 +296,7 @@ def throughput_table(df: pd.DataFrame, source: str) -> str:
 BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
     "study": ("results/study.csv", study_table),
     "full-protocol": ("results/full_protocol.csv", full_protocol_table),
+    "soft-labels": ("results/soft_labels.csv", soft_label_table),
     "ablations": ("results/ablations.csv", ablation_tables),
     "vae-round-trip": ("results/vae_round_trip.csv", round_trip_table),
     "precision": ("results/bench_evaluation_accuracy.csv", precision_table),
@@ -219,7 +319,8 @@ def render_block(name: str, root: str | Path = ROOT) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"README block {name!r} is generated from {rel}, which does not exist; "
                                 f"run the command that writes it (see coda_utils/report.py)")
-    return render(_read(path), rel).rstrip("\n") + "\n"
+    extra = {"root": Path(root)} if render is soft_label_table else {}  # it also reads the teachers and the dc rows
+    return render(_read(path), rel, **extra).rstrip("\n") + "\n"
 
 
 def update_readme(readme: str | Path, root: str | Path = ROOT, check: bool = False) -> list[str]:
@@ -258,7 +359,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("readme", help="rewrite (or --check) the generated blocks of a README")
     p.add_argument("readme", type=Path)
     p.add_argument("--check", action="store_true", help="only compare; exit 1 if a block differs from its results")
+    c = sub.add_parser("collect", help="publish a run's hard- or soft-label rows into one results file")
+    c.add_argument("run_dir", type=Path)
+    c.add_argument("--labels", choices=["hard", "soft"], required=True)
+    c.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.command == "collect":
+        collect(args.run_dir, args.labels, args.out)
+        return 0
     changed = update_readme(args.readme, check=args.check)
     verb = "differ from their result files" if args.check else "rewritten"
     print(f"{args.readme}: {len(changed)} block(s) {verb}" + (f": {', '.join(changed)}" if changed else ""))

@@ -14,6 +14,7 @@ A study run (``runs/study`` by default) is laid out as::
     frechet_ipc10_seed3.json          03: Frechet distances of seed 3's sets to target
     trajectories_ipc10_seed3.npz      03: recorded x0 trajectories
     eval/coda_g_ipc10/results.csv     04: one row per trained network, all seeds of the method
+    eval/coda_g_ipc10_rded/           04: the same under a soft-label protocol (its own folder)
     teacher/convnet3_dc50.pt          04: the rded protocol's teacher, trained once on target
     results.csv, results.md,          06: all networks; the summary over selection seeds;
     contrasts.md                          the paired contrasts with their 95 % intervals
@@ -78,13 +79,16 @@ def seeds_for(method: str, seeds: Iterable[int]) -> list[int | None]:
     return [None] if method in DETERMINISTIC else list(seeds)
 
 
-def networks_for(method: str, seeds: Iterable[int], repeats: int) -> list[tuple[int, int]]:
+def networks_for(method: str, seeds: Iterable[int], repeats: int, one_set: bool = False) -> list[tuple[int, int]]:
     """``(selection_seed, networks)`` pairs to evaluate: ``repeats`` networks per seed, and for
-    a deterministic method (one set) as many networks as the others get sets in all, recorded
-    under selection seed 0, so that its row has as many evaluations and shows the spread
-    between networks alone."""
+    a deterministic method (one set; also ``"full"``, all of target) as many networks as the
+    others get sets in all, recorded under selection seed 0, so that its row has as many
+    evaluations and shows the spread between networks alone. ``one_set``: a single given set
+    (notebook 04's ``distilled``), ``repeats`` networks under the first seed."""
     seeds = list(seeds)
-    if method in DETERMINISTIC:
+    if one_set:
+        return [(seeds[0], int(repeats))]
+    if method in DETERMINISTIC or method == "full":
         return [(0, max(int(repeats), len(seeds) * int(repeats)))]
     return [(s, int(repeats)) for s in seeds]
 
@@ -148,27 +152,41 @@ class RunDir(_Folder):
         """The soft-label protocol's teacher trained on all of the run's target split."""
         return self.root / "teacher" / f"{arch.lower()}_dc{int(epochs)}.pt"
 
-    def eval_dir(self, method: str, ipc: int) -> Path:
-        """Where notebook 04 keeps one method's evaluation (its results, notebook, figure)."""
-        return self.root / "eval" / f"{method}_ipc{int(ipc)}"
+    def eval_dir(self, method: str, ipc: int, protocol: str | None = None) -> Path:
+        """Where notebook 04 keeps one method's evaluation (its results, notebook, figure).
 
-    def results(self, method: str, ipc: int) -> Path:
+        Hard-label protocols (dc, dsa, idc) share the method's folder (the protocol is a column
+        of every row); a soft-label protocol (``rded``) has its own, ``<method>_ipc<ipc>_rded``,
+        so that its rows are published apart and never enter a hard-label table."""
+        from .evaluation import SOFT_LABEL_PROTOCOLS
+
+        suffix = f"_{protocol}" if protocol in SOFT_LABEL_PROTOCOLS else ""
+        return self.root / "eval" / f"{method}_ipc{int(ipc)}{suffix}"
+
+    def results(self, method: str, ipc: int, protocol: str | None = None) -> Path:
         """One row per trained network of ``method`` at ``ipc`` (all its selection seeds)."""
-        return self.eval_dir(method, ipc) / "results.csv"
+        return self.eval_dir(method, ipc, protocol) / "results.csv"
 
     def evaluation_figure(self, methods: list[str], ipc: int, arch: str, protocol: str) -> Path:
         """Notebook 04's figure: in the method's evaluation folder for one method, else in the
         run's figures."""
         name = f"evaluate_{'_'.join(methods) if len(methods) == 1 else 'methods'}_ipc{int(ipc)}_{arch}_{protocol}.png"
-        return (self.eval_dir(methods[0], ipc) if len(methods) == 1 else self.figures) / name
+        return (self.eval_dir(methods[0], ipc, protocol) if len(methods) == 1 else self.figures) / name
 
     def discoveries(self, ipc: int) -> list[int]:
         """The selection seeds with a saved discovery at ``ipc``."""
         return sorted(int(p.stem.split("_seed")[1]) for p in (self.root / "discovery").glob(f"ipc{int(ipc)}_seed*.json"))
 
-    def all_results(self) -> list[Path]:
-        """Every results file of the run's evaluations."""
-        return sorted((self.root / "eval").glob("*/results.csv"))
+    def all_results(self, soft_labels: bool | None = None) -> list[Path]:
+        """Every results file of the run's evaluations (``soft_labels``: only those of the
+        soft-label protocols, ``False``: only the hard-label ones, ``None``: all)."""
+        from .evaluation import SOFT_LABEL_PROTOCOLS
+
+        files = sorted((self.root / "eval").glob("*/results.csv"))
+        if soft_labels is None:
+            return files
+        soft = tuple(f"_{p}" for p in SOFT_LABEL_PROTOCOLS)
+        return [f for f in files if f.parent.name.endswith(soft) == soft_labels]
 
     # 06 ---------------------------------------------------------------------------------
     @property
@@ -211,6 +229,8 @@ class AblationDir(_Folder):
     """Names every file and folder of notebook 05's output folder::
 
         latents/                          the latent cache of target_fit
+        holdout.json                      which images were distilled (fit) and which judged (val)
+        teacher/convnet3_dc50.pt          the rded protocol's teacher, trained on fit only
         <sweep>/<key>/point.json          one point: its sweep, values and parameters
         <sweep>/<key>/results.csv         one row per trained network, all selection seeds
         <sweep>/<key>/seed3/              the set of selection seed 3 (ImageFolder + manifest.json)
@@ -219,6 +239,15 @@ class AblationDir(_Folder):
     Args:
         root: the ablations folder (``out_dir`` of notebook 05).
     """
+
+    @property
+    def holdout(self) -> Path:
+        """The record of the fit / val cut (:func:`coda_utils.ablations.fit_and_val`)."""
+        return self.root / "holdout.json"
+
+    def teacher(self, arch: str, epochs: int) -> Path:
+        """The soft-label protocol's teacher, trained on the distilled part (``fit``) only."""
+        return self.root / "teacher" / f"{arch.lower()}_dc{int(epochs)}.pt"
 
     def point(self, sweep: str, key: str) -> Path:
         """The folder of one point of ``sweep`` (``key`` names its swept values)."""

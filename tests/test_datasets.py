@@ -173,3 +173,22 @@ def test_a_grayscale_tree_loads_as_one_channel(tmp_path, imagenet_like):
         warnings.simplefilter("ignore")
         mixed = ds.load_dataset("imagenette", "train", root / "train")
     assert not mixed.gray and mixed.channels == 3
+
+
+def test_holdout_split_is_fixed_disjoint_and_recorded(imagenet_like):
+    import numpy as np
+
+    from coda_utils.datasets import holdout_split, load_dataset
+
+    root, info = imagenet_like
+    data = load_dataset("imagenette", "train", root / "train")
+    fit, val, record = holdout_split(data, 0.25, seed=0)
+    fit2, val2, record2 = holdout_split(data, 0.25, seed=0)
+    assert record == record2 and list(val.source_indices) == list(val2.source_indices)
+    assert not set(fit.source_indices) & set(val.source_indices)
+    assert len(fit) + len(val) == len(data) and (val.counts() >= 1).all() and (fit.counts() >= 1).all()
+    assert record["val_counts"] == [int(n) for n in val.counts()]
+    assert holdout_split(data, 0.25, seed=1)[2]["val_source_indices_sha256"] != record["val_source_indices_sha256"]
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        holdout_split(data, 1.0)
+    assert np.all(np.isin(val.labels, np.arange(data.num_classes)))

@@ -49,3 +49,19 @@ def test_nbval_compares_every_stored_notebook():
     copied = re.search(r"cp (.*) build/nbval/", out).group(1).split()
     assert sorted(Path(p).name for p in copied) == sorted(p.name for p in (ROOT / "notebooks").glob("0*.ipynb"))
     assert "--nbval build/nbval/*.ipynb" in out and "--nbval-lax" not in out
+
+
+def test_soft_labels_evaluate_into_rundirs_soft_label_folders_teacher_first(tmp_path):
+    """`make soft-labels`: one rded notebook per method, in RunDir's soft-label folders, the
+    first (which trains the teacher) before the others."""
+    from coda_utils.rundir import STUDY_METHODS, RunDir
+
+    run = RunDir(tmp_path / "runs" / "x")
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), "SOFT_RUN=x", "JOBS=1", "soft-labels"], capture_output=True,
+                         text=True, check=True).stdout
+    stage_files = re.findall(r"papermill --log-output --progress-bar notebooks/04_evaluate.ipynb (\S+)\.part\.ipynb", out)
+    expected = [str((RunDir(Path("runs/x")).eval_dir(m, 10, "rded") / "04_evaluate.ipynb")) for m in STUDY_METHODS]
+    assert sorted(stage_files) == sorted(expected) and stage_files[0].endswith("random_real_ipc10_rded/04_evaluate.ipynb")
+    assert all("-p protocol rded -p epochs None" in line for line in out.splitlines() if "04_evaluate.ipynb" in line
+               and "papermill" in line)
+    assert run.eval_dir("coda_g", 10, "rded") != run.eval_dir("coda_g", 10, "dc")

@@ -28,7 +28,7 @@ BAD = {
     "decoder_steps": None, "vae_batch": 0, "unet_batch": 0, "vae_channels": [], "unet_channels": [0],
     "text_width": 0, "latent_passes": 0, "pool_limit": 0, "tokenizer_dir": 3, "judge_steps": -1,
     "fidelity_samples": 0, "fd_target_images": 1, "sampling_steps": 0, "overwrite_shipped": "no", "work_dir": None,
-    "write_card": "yes", "train": "yes",
+    "write_card": "yes", "train": "yes", "fast": "yes", "holdout_fraction": 1.0,
 }
 
 

@@ -63,3 +63,38 @@ def test_a_block_without_its_result_file_says_what_to_run(tmp_path):
         report.render_block("full-protocol", root=tmp_path)
     with pytest.raises(ValueError, match="unknown README block"):
         report.render_block("nope", root=tmp_path)
+
+
+def _network_rows(protocol: str, teacher: str = "none", offset: float = 0.0) -> pd.DataFrame:
+    return _study_rows(methods=("random_real", "coda_r")).assign(protocol=protocol, teacher=teacher,
+                                                                 epochs=300, acc=lambda d: d.acc + offset)
+
+
+def test_collect_publishes_hard_and_soft_label_rows_apart(tmp_path):
+    import torch
+
+    from coda_utils import rundir
+
+    run = rundir.RunDir(tmp_path / "run")
+    hard, soft = _network_rows("dc"), _network_rows("rded", "convnet3-dc50-seed0-abc", offset=9.0)
+    for m in ("random_real", "coda_r"):
+        for df, protocol in ((hard, "dc"), (soft, "rded")):
+            path = run.results(m, 10, protocol)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            df[df.method == m].to_csv(path, index=False)
+    assert run.eval_dir("coda_r", 10, "rded").name == "coda_r_ipc10_rded" and run.eval_dir("coda_r", 10, "dc").name == "coda_r_ipc10"
+    with pytest.raises(FileNotFoundError, match="teacher"):  # a row names a teacher the run does not hold
+        report.collect(run.root, "soft", tmp_path / "results" / "soft_labels.csv")
+    run.teacher("convnet3", 50).parent.mkdir(parents=True)
+    torch.save({"format": "coda-teacher-1", "id": "convnet3-dc50-seed0-abc", "arch": "convnet3", "test_acc": 91.05,
+                "settings": {"protocol": "dc", "epochs": 50, "n_train": 10000}}, run.teacher("convnet3", 50))
+    got_hard = report.collect(run.root, "hard", tmp_path / "results" / "full_protocol.csv")
+    got_soft = report.collect(run.root, "soft", tmp_path / "results" / "soft_labels.csv")
+    assert set(got_hard.protocol) == {"dc"} and set(got_soft.protocol) == {"rded"} and len(got_soft) == 10
+    teachers = (tmp_path / "results" / "soft_labels_teachers.json").read_text()
+    assert "91.05" in teachers
+    text = report.render_block("soft-labels", root=tmp_path)
+    assert "Teacher `convnet3-dc50-seed0-abc`: convnet3, dc protocol, 50 epochs on 10,000 images" in text
+    assert "91.0 % on the test split" in text and "| method | rded | dc | rded - dc |" in text
+    assert "| 5 pairs |" in text and "+9.0" in text  # each method's soft-label rows minus its hard-label rows, by seed
+    assert "| dc |" not in text.split("The same sets")[0]  # the soft-label table holds no hard-label row
