@@ -192,3 +192,16 @@ def test_holdout_split_is_fixed_disjoint_and_recorded(imagenet_like):
     with pytest.raises(ValueError, match="holdout_fraction"):
         holdout_split(data, 1.0)
     assert np.all(np.isin(val.labels, np.arange(data.num_classes)))
+
+
+def test_evaluation_data_is_what_notebook_04_trains_and_tests_with(imagenet_like, tmp_path):
+    from coda_utils.datasets import evaluation_data
+
+    target, size, test_x, test_y = evaluation_data("fashion-mnist", test_limit=50, latents=tmp_path / "no-cache")
+    assert target.name.endswith("target") and size == (28, 28) and tuple(test_x.shape) == (50, 1, 28, 28) and len(test_y) == 50
+    root, _ = imagenet_like
+    with pytest.raises(ValueError, match="image_size"):  # mixed sizes and no size to train at (nor a cache's policy)
+        evaluation_data("imagenette", root / "train", test_root=root / "val", latents=tmp_path / "no-cache")
+    target, size, test_x, _ = evaluation_data("imagenette", root / "train", test_root=root / "val", image_size=32,
+                                              latents=tmp_path / "no-cache")
+    assert size == (32, 32) and test_x.shape[-2:] == (32, 32) and target.policy is not None
