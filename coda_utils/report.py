@@ -149,10 +149,7 @@ def collect(run_dir: str | Path, labels: str, out: str | Path) -> pd.DataFrame:
     if labels == "soft":
         found = {}
         for ckpt in sorted(run.root.glob("teacher/*.pt")):
-            import torch
-
-            meta = torch.load(ckpt, map_location="cpu", weights_only=False)
-            meta.pop("state_dict", None)
+            meta = evaluation.load_teacher(ckpt)[1]
             found[meta.get("id")] = {"id": meta.get("id"), "arch": meta.get("arch"), "test_acc": meta.get("test_acc"),
                                      "protocol": meta["settings"]["protocol"], "epochs": meta["settings"]["epochs"],
                                      "trained_on": f"{meta['settings']['n_train']:,} images (all of the run's target)"}

@@ -30,12 +30,9 @@ import torch
 
 from . import parallel, params
 
-__all__ = ["notebook_parameters", "encode", "generate", "evaluate", "generate_sets", "GENERATED_METHODS", "main"]
+__all__ = ["notebook_parameters", "encode", "generate", "evaluate", "generate_sets", "main"]
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 STAGES = {"01": "01_encode.ipynb", "03": "03_generate.ipynb", "04": "04_evaluate.ipynb"}
-#: the sets notebook 03 generates, and what each is made from
-GENERATED_METHODS = ("unguided", "text_prompt", "coda_g")
 
 
 def notebook_parameters(stage: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -43,9 +40,11 @@ def notebook_parameters(stage: str, overrides: dict[str, Any] | None = None) -> 
     papermill), updated with ``overrides`` and checked by the notebook's own checker."""
     import papermill
 
+    from .datasets import REPO_ROOT
+
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r}: choose one of {', '.join(STAGES)}")
-    found = papermill.inspect_notebook(str(NOTEBOOKS / STAGES[stage]))
+    found = papermill.inspect_notebook(str(REPO_ROOT / "notebooks" / STAGES[stage]))
     values = {name: ast.literal_eval(p["default"]) for name, p in found.items()}
     unknown = sorted(set(overrides or {}) - set(values))
     if unknown:
@@ -133,8 +132,6 @@ def evaluate(p: dict, procs=None):
     """Notebook 04's networks: every network of every method and seed (round robin over the
     processes), appended to ``results.rank<i>.csv`` beside each method's results file and merged
     into it by the first process at the end (the rows of one process, in the same order)."""
-    import pandas as pd
-
     from . import baselines, datasets, encoding, evaluation, rundir
     from .io import atomic_write
 
@@ -168,10 +165,10 @@ def evaluate(p: dict, procs=None):
     rank_file = f"results.rank{parallel.rank(procs)}.csv"
     for m in methods:
         path = run.results(m, p["ipc"], p["protocol"])
-        found = [evaluation.read_results(f) for f in [path, *sorted(path.parent.glob("results.rank*.csv"))] if f.is_file()]
-        if found:
+        found = _rows_so_far(path)
+        if len(found):
             with atomic_write(path.with_name(rank_file), "w") as fh:
-                pd.concat(found, ignore_index=True).drop_duplicates(subset=evaluation.KEY_COLUMNS).to_csv(fh, index=False)
+                found.to_csv(fh, index=False)
     parallel.barrier(procs)
     for m, s, net in parallel.share(units, procs):
         x, y = baselines.method_set(run, m, p["ipc"], s, target, image_size=p["image_size"], vae=vae, distilled=p["distilled"])
@@ -180,13 +177,12 @@ def evaluate(p: dict, procs=None):
                             epochs=p["epochs"], device=device,
                             out_csv=run.results(m, p["ipc"], p["protocol"]).with_name(rank_file),
                             eval_every=p["eval_every"], progress=False, teacher=teacher_model, teacher_id=teacher_id,
-                            **{"precision": p["precision"], **(evaluation.FAST_PATH if p["fast"] else {})})
+                            **evaluation.path_options(p["precision"], p["fast"]))
     parallel.barrier(procs)
     if parallel.is_main(procs):
         for m in methods:
             path = run.results(m, p["ipc"], p["protocol"])
-            parts = [evaluation.read_results(f) for f in [path, *sorted(path.parent.glob("results.rank*.csv"))] if f.is_file()]
-            rows = pd.concat(parts, ignore_index=True).drop_duplicates(subset=evaluation.KEY_COLUMNS, keep="first")
+            rows = _rows_so_far(path)
             order = {(s, net): i for i, (mm, s, net) in enumerate(units) if mm == m}
             rows = rows.assign(_o=[order.get((int(a), int(b)), len(order)) for a, b in zip(rows.selection_seed, rows.seed)])
             rows = rows.sort_values("_o", kind="stable").drop(columns="_o")
@@ -195,6 +191,21 @@ def evaluate(p: dict, procs=None):
             for f in path.parent.glob("results.rank*.csv"):
                 f.unlink()
     parallel.barrier(procs)
+
+
+def _rows_so_far(path: Path):
+    """Every network row of a method's results file and of the per-process files beside it
+    (``results.rank<i>.csv``, also of an earlier, killed job), each network once, the
+    method's own file first."""
+    import pandas as pd
+
+    from . import evaluation
+
+    files = [f for f in [path, *sorted(path.parent.glob("results.rank*.csv"))] if f.is_file()]
+    if not files:
+        return evaluation.read_results(path)  # an empty table with the columns
+    rows = pd.concat([evaluation.read_results(f) for f in files], ignore_index=True)
+    return rows.drop_duplicates(subset=evaluation.KEY_COLUMNS, keep="first")
 
 
 def _parse(argv: list[str] | None) -> tuple[str, dict]:

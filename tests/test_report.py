@@ -86,8 +86,12 @@ def test_collect_publishes_hard_and_soft_label_rows_apart(tmp_path):
     with pytest.raises(FileNotFoundError, match="teacher"):  # a row names a teacher the run does not hold
         report.collect(run.root, "soft", tmp_path / "results" / "soft_labels.csv")
     run.teacher("convnet3", 50).parent.mkdir(parents=True)
+    from coda_utils.architectures import build_model
+
     torch.save({"format": "coda-teacher-1", "id": "convnet3-dc50-seed0-abc", "arch": "convnet3", "test_acc": 91.05,
-                "settings": {"protocol": "dc", "epochs": 50, "n_train": 10000}}, run.teacher("convnet3", 50))
+                "num_classes": 10, "channels": 1, "im_size": 28,
+                "settings": {"protocol": "dc", "epochs": 50, "n_train": 10000},
+                "state_dict": build_model("convnet3", 10, 1, 28).state_dict()}, run.teacher("convnet3", 50))
     got_hard = report.collect(run.root, "hard", tmp_path / "results" / "full_protocol.csv")
     got_soft = report.collect(run.root, "soft", tmp_path / "results" / "soft_labels.csv")
     assert set(got_hard.protocol) == {"dc"} and set(got_soft.protocol) == {"rded"} and len(got_soft) == 10
