@@ -41,6 +41,8 @@ CANDIDATES = {
     "v2": {"vae_latent_channels": 16, "decoder_steps": 5000},  # c16's encoder, its decoder fine-tuned 5x longer
     # a finer latent grid instead of more channels: 4x16x16 (the same 1024 numbers as 16x8x8, downsampling 2)
     "f2": {"vae_channels": (32, 64), "vae_latent_channels": 4, "decoder_steps": 0},
+    # f2's encoder, its decoder fine-tuned as in the first prior (the second prior's latent space)
+    "f2d": {"vae_channels": (32, 64), "vae_latent_channels": 4, "decoder_steps": 1000},
 }
 CONTRASTS = (stats.Contrast("vae_coda_r", "coda_r", "what does the VAE cost R?"),
              stats.Contrast("vae_random_real", "random_real", "what does the VAE cost random real?"))

@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import alignment, baselines, discovery, evaluation, rundir, setfolder
+from . import alignment, baselines, discovery, evaluation, parallel, rundir, setfolder
 from .datasets import LabeledImages
 from .io import read_json, write_json
 
-__all__ = ["SWEEPS", "PixelFeatures", "AblationRunner", "fit_and_val", "collect", "sweep_table", "sweep_figures", "choice_table"]
+__all__ = ["SWEEPS", "PixelFeatures", "AblationRunner", "sweep_points", "prepare", "make_runner", "fit_and_val", "collect", "sweep_table", "sweep_figures", "choice_table"]
 
 #: sweep name -> (row parameter, column parameter or None)
 SWEEPS: dict[str, tuple[str, str | None]] = {
@@ -151,58 +151,156 @@ class AblationRunner:
                                                         seed, progress=False, reuse=reuse)
         return self._discoveries[key]
 
-    def run(self, sweep: str, **values) -> dict:
-        """Run (or resume) one point of ``sweep`` for every selection seed; ``values`` override
-        :attr:`defaults`. Returns the point's mean and std over seeds on ``target_val``."""
+    def _point(self, sweep: str, values: dict) -> tuple[dict, rundir.AblationDir, Path, int]:
+        """A point's parameters, folder and epochs; writes its ``point.json``."""
         if sweep not in SWEEPS:
             raise ValueError(f"unknown sweep {sweep!r}; choose from {', '.join(SWEEPS)}")
         p = {**self.defaults, **values}
         folder = rundir.AblationDir(self.out_dir)
         point = folder.point(sweep, _key(values))
-        t0 = time.perf_counter()
         epochs = evaluation.get_protocol(self.protocol, p["ipc"], self.epochs, self.fit.num_classes).epochs
         write_json(folder.point_json(point), {"sweep": sweep, "values": values, "parameters": p, "epochs": epochs,
                                               "arch": self.arch, "protocol": self.protocol, "teacher": self.teacher_id,
                                               "selection_seeds": self.selection_seeds, "evaluated_on": self.val.name})
+        return p, folder, point, epochs
+
+    def run_seed(self, sweep: str, values: dict, seed: int, processes: Any = None) -> float:
+        """One point of ``sweep`` for one selection seed (the unit of work): its set (discovery,
+        then export or generation) and its networks, judged on ``val``; a finished seed is read
+        back. ``processes``: the rows go to this process's file (:func:`coda_utils.parallel.rank_results`).
+        Returns the mean accuracy of the seed's networks."""
+        p, folder, point, epochs = self._point(sweep, values)
         size = (self.image_size, self.image_size) if self.image_size else self.val.native_size
         if size is None:
             raise ValueError(f"{self.val.name} has images of mixed sizes: pass image_size (the size to train and judge at)")
+        finished = parallel.results_so_far(folder.results(point))
+        rows = finished[(finished["selection_seed"] == seed) & (finished["epochs"] == epochs)
+                        & (finished["protocol"] == self.protocol) & (finished["arch"] == self.arch.lower())]
+        if len(rows) >= self.repeats and setfolder.is_finished(folder.set_dir(point, seed)):
+            return float(rows["acc"].iloc[:self.repeats].mean())  # finished: no discovery, no generation
         if self._val is None:
             self._val = (self.val.load(None, size), self.val.labels)
         policy = self.cache.policy if hasattr(self.cache, "policy") else None
-        per_seed = []
-        finished = evaluation.read_results(folder.results(point))
-        for s in self.selection_seeds:
-            rows = finished[(finished["selection_seed"] == s) & (finished["epochs"] == epochs)
-                            & (finished["protocol"] == self.protocol) & (finished["arch"] == self.arch.lower())]
-            if len(rows) >= self.repeats and setfolder.is_finished(folder.set_dir(point, s)):
-                per_seed.append(float(rows["acc"].iloc[:self.repeats].mean()))  # finished: no discovery, no generation
-                continue
-            disc = self.discovery(p["ipc"], p["n_neighbors"], p["min_cluster_size"], p["min_samples"], p["features"], s)
-            if sweep in ("gamma", "guide_fraction", "variant"):
-                k = p["ipc"]
-                z_reps = [disc.latents[c * k:(c + 1) * k] for c in range(self.fit.num_classes)]
-                guidance = alignment.GuidanceConfig(gamma=p["gamma"], guide_fraction=p["guide_fraction"],
-                                                    variant=p.get("variant", "reference"))
-                set_dir = alignment.generate_set(
-                    self.pipe(), folder.set_dir(point, s), self.fit.classes, self.fit.prompts, p["ipc"],
-                    z_reps=z_reps if p["gamma"] else None, guidance=guidance, cfg_scale=p["cfg_scale"], steps=p["steps"],
-                    seed=s, batch_size=50, native_size=policy.native if policy else self.fit.native_size,
-                    resize=policy.mode if policy else "pad", method=f"coda_g_{_key(values)}",
-                    model_id=str(self.model), progress=self.progress, extra={"selection_seed": s})
-            else:
-                set_dir = baselines.export_selection(self.fit, disc.positions, folder.set_dir(point, s), f"coda_r_{_key(values)}",
-                                                     p["ipc"], {**disc.manifest(), "features": p["features"],
-                                                                "selection_seed": s})
-            train_x, train_y, _ = setfolder.read_set(set_dir, size=self.image_size, classes=self.fit.classes)
-            res = evaluation.evaluate(_key(values), train_x, train_y, *self._val, ipc=p["ipc"], arch=self.arch,
-                                      protocol=self.protocol, repeats=self.repeats, selection_seed=s, epochs=self.epochs,
-                                      device=self.device, precision=self.precision, out_csv=folder.results(point),
-                                      progress=False, teacher=self.teacher, teacher_id=self.teacher_id)
-            per_seed.append(float(res["acc"].mean()))
+        disc = self.discovery(p["ipc"], p["n_neighbors"], p["min_cluster_size"], p["min_samples"], p["features"], seed)
+        if sweep in ("gamma", "guide_fraction", "variant"):
+            k = p["ipc"]
+            z_reps = [disc.latents[c * k:(c + 1) * k] for c in range(self.fit.num_classes)]
+            guidance = alignment.GuidanceConfig(gamma=p["gamma"], guide_fraction=p["guide_fraction"],
+                                                variant=p.get("variant", "reference"))
+            set_dir = alignment.generate_set(
+                self.pipe(), folder.set_dir(point, seed), self.fit.classes, self.fit.prompts, p["ipc"],
+                z_reps=z_reps if p["gamma"] else None, guidance=guidance, cfg_scale=p["cfg_scale"], steps=p["steps"],
+                seed=seed, batch_size=50, native_size=policy.native if policy else self.fit.native_size,
+                resize=policy.mode if policy else "pad", method=f"coda_g_{_key(values)}",
+                model_id=str(self.model), progress=self.progress, extra={"selection_seed": seed})
+        else:
+            set_dir = baselines.export_selection(self.fit, disc.positions, folder.set_dir(point, seed), f"coda_r_{_key(values)}",
+                                                 p["ipc"], {**disc.manifest(), "features": p["features"],
+                                                            "selection_seed": seed})
+        train_x, train_y, _ = setfolder.read_set(set_dir, size=self.image_size, classes=self.fit.classes)
+        res = evaluation.evaluate(_key(values), train_x, train_y, *self._val, ipc=p["ipc"], arch=self.arch,
+                                  protocol=self.protocol, repeats=self.repeats, selection_seed=seed, epochs=self.epochs,
+                                  device=self.device, precision=self.precision,
+                                  out_csv=parallel.rank_results(folder.results(point), processes),
+                                  progress=False, teacher=self.teacher, teacher_id=self.teacher_id)
+        return float(res["acc"].mean())
+
+    def run(self, sweep: str, **values) -> dict:
+        """Run (or resume) one point of ``sweep`` for every selection seed; ``values`` override
+        :attr:`defaults`. Returns the point's mean and std over seeds on ``target_val``."""
+        t0 = time.perf_counter()
+        self._point(sweep, values)  # an unknown sweep stops here
+        per_seed = [self.run_seed(sweep, values, s) for s in self.selection_seeds]
         return {"sweep": sweep, **values, "acc": float(np.mean(per_seed)),
                 "acc_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else float("nan"),
                 "seeds": len(per_seed), "seconds": round(time.perf_counter() - t0, 1)}
+
+    def run_points(self, points: list[tuple[str, dict]], processes: Any = None) -> list[dict]:
+        """Every ``(sweep, values)`` point for every selection seed, as :meth:`run` runs them one
+        after the other. With ``processes`` (an ``accelerate launch`` job, :mod:`coda_utils.parallel`)
+        the (point, seed) units are shared round robin; each process appends its networks to its
+        own file beside the point's ``results.csv`` and the first process merges them in the
+        one-process order, so the folder ends as one process leaves it (a killed job resumes with
+        any number of processes). Returns :meth:`run`'s summary of every point (read back; on the
+        first process only, the others return ``[]``)."""
+        if processes is None:
+            return [self.run(sweep, **values) for sweep, values in points]
+        folder = rundir.AblationDir(self.out_dir)
+        for sweep, values in points:
+            self._point(sweep, values)  # every sweep known before any work starts
+        paths = [folder.results(folder.point(sweep, _key(values))) for sweep, values in points]
+        parallel.start_rank_results(paths, processes)
+        units = [(sweep, values, s) for sweep, values in points for s in self.selection_seeds]
+        t0 = time.perf_counter()
+        for sweep, values, s in parallel.share(units, processes):
+            self.run_seed(sweep, values, s, processes)
+        seconds = round(time.perf_counter() - t0, 1)
+        parallel.merge_rank_results(paths, processes, lambda rows: list(zip(rows["selection_seed"], rows["seed"])))
+        if not parallel.is_main(processes):
+            return []
+        return [{**self.run(sweep, **values), "seconds": seconds / max(len(points), 1)} for sweep, values in points]
+
+
+def sweep_points(p: dict) -> list[tuple[str, dict]]:
+    """The points of the sweeps ``p["sweeps"]`` from notebook 05's grid parameters
+    (``n_neighbors_grid`` x ``min_cluster_size_grid``, ``gamma_grid``, ``guide_fraction_grid``,
+    ``variant_grid`` x ``variant_gamma_grid``, ``ipc_grid``, ``features_grid``), in order."""
+    grids = {
+        "discovery": [dict(n_neighbors=a, min_cluster_size=b) for a in p["n_neighbors_grid"] for b in p["min_cluster_size_grid"]],
+        "gamma": [dict(gamma=g) for g in p["gamma_grid"]],
+        "guide_fraction": [dict(guide_fraction=f) for f in p["guide_fraction_grid"]],
+        "variant": [dict(variant=v, gamma=g) for v in p["variant_grid"] for g in p["variant_gamma_grid"]],
+        "ipc": [dict(ipc=i) for i in p["ipc_grid"]],
+        "features": [dict(features=f) for f in p["features_grid"]],
+    }
+    return [(sweep, values) for sweep in p["sweeps"] for values in grids[sweep]]
+
+
+def prepare(p: dict, processes: Any = None) -> tuple[LabeledImages, LabeledImages, Any, dict]:
+    """Notebook 05's data from its parameters ``p``: ``fit`` and ``val`` (:func:`fit_and_val`,
+    recorded in the folder's ``holdout.json``) and ``fit``'s latent cache (encoded once into the
+    folder, shared by ``processes`` as in notebook 01). ``fit`` comes back with the cache's resize
+    policy, so points export and generate at the size and channels of the cache, as 02-03.
+    Returns ``(fit, val, cache, holdout record)``."""
+    from . import encoding
+
+    folder = rundir.AblationDir(p["out_dir"])
+    fit, val, holdout = fit_and_val(p["dataset"], p["data_root"], p["holdout_fraction"], p["class_limit"],
+                                    p["per_class_limit"], record_to=folder.holdout)
+    cache = encoding.encode_dataset(fit, encoding.load_vae(p["model"], p["device"]), folder.latents, encoder_id=p["model"],
+                                    device=p["device"], progress=p["progress"] and parallel.is_main(processes),
+                                    processes=processes)
+    return fit.with_policy(cache.policy), val, cache, holdout
+
+
+def make_runner(p: dict, fit: LabeledImages, val: LabeledImages, cache: Any, processes: Any = None) -> AblationRunner:
+    """The :class:`AblationRunner` of notebook 05's parameters ``p``. Under a soft-label
+    protocol its teacher is ``p["teacher"]`` or, with ``None``, ``p["arch"]`` trained once on
+    ``fit`` (never on the held-out images it judges on) and cached in the folder; with
+    ``processes`` the first process trains it and the others load it."""
+    folder = rundir.AblationDir(p["out_dir"])
+    model, teacher_id = None, None
+    if p["protocol"] in evaluation.SOFT_LABEL_PROTOCOLS:
+        size = (p["image_size"], p["image_size"]) if p["image_size"] else fit.native_size
+
+        def teacher():
+            return evaluation.teacher_for(p["protocol"], p["teacher"], folder.teacher(p["arch"], p["teacher_epochs"]), fit,
+                                          size, val.load(None, size), val.labels, arch=p["arch"], epochs=p["teacher_epochs"],
+                                          device=p["device"], precision=p["precision"],
+                                          progress=p["progress"] and parallel.is_main(processes))
+
+        if parallel.is_main(processes):  # the first process trains (or loads) it, then the others load it
+            model, teacher_id, _ = teacher()
+        parallel.barrier(processes)
+        if not parallel.is_main(processes):
+            model, teacher_id, _ = teacher()
+    return AblationRunner(
+        fit, val, cache, p["out_dir"], p["model"], selection_seeds=p["selection_seeds"], epochs=p["epochs"],
+        repeats=p["repeats"], precision=p["precision"], device=p["device"], progress=p["progress"] and parallel.is_main(processes),
+        arch=p["arch"], protocol=p["protocol"], teacher=model, teacher_id=teacher_id, image_size=p["image_size"],
+        defaults=dict(ipc=p["ipc"], gamma=p["gamma"], guide_fraction=p["guide_fraction"], n_neighbors=p["n_neighbors"],
+                      min_cluster_size=p["min_cluster_size"], min_samples=p["min_samples"], features="vae",
+                      variant="reference", steps=p["steps"], cfg_scale=p["cfg_scale"]))
 
 
 def fit_and_val(dataset: str = "fashion-mnist", data_root: str | Path | None = None, holdout_fraction: float = 0.2,

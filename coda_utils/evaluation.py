@@ -88,6 +88,7 @@ __all__ = [
     "cutmix",
     "train_teacher",
     "load_teacher",
+    "teacher_for",
     "top1_accuracy",
     "train_and_evaluate",
     "PRECISIONS",
@@ -972,6 +973,26 @@ def load_teacher(spec: str | os.PathLike, device: str | torch.device = "cpu") ->
         model.load_state_dict(ckpt.pop("state_dict"))
         meta = ckpt
     return model.to(device).eval().requires_grad_(False), meta
+
+
+def teacher_for(protocol: str, teacher: str | os.PathLike | None, path: str | os.PathLike, train, size,
+                test_x: torch.Tensor, test_y: Any, arch: str = "convnet3", epochs: int | None = 50,
+                device: str | torch.device = "cpu", precision: str = "auto",
+                progress: bool = True) -> tuple[nn.Module | None, str | None, dict | None]:
+    """The teacher of an evaluation (notebooks 04 and 05): ``(None, None, None)`` under a
+    hard-label protocol; under a soft-label one the checkpoint ``teacher``
+    (:func:`load_teacher`) or, with ``teacher=None``, ``arch`` trained once on the images of
+    ``train`` (a :class:`~coda_utils.datasets.LabeledImages`, loaded at ``size``) with hard
+    labels and cached at ``path`` (:func:`train_teacher`), its accuracy on ``test_x`` recorded.
+    Returns ``(teacher, its id for the result rows, its meta)``."""
+    if protocol not in SOFT_LABEL_PROTOCOLS:
+        return None, None, None
+    if teacher is None:
+        model, meta = train_teacher(train.load(None, size), train.labels, test_x, test_y, path, arch=arch, epochs=epochs,
+                                    device=device, precision=precision, progress=progress)
+    else:
+        model, meta = load_teacher(teacher, device)
+    return model, meta["id"], meta
 
 
 # --------------------------------------------------------------------------------------

@@ -21,9 +21,11 @@ accelerate not even imported) or the object :func:`processes` returns.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
 
-__all__ = ["processes", "rank", "world", "share", "barrier", "is_main"]
+__all__ = ["processes", "rank", "world", "share", "barrier", "is_main", "rank_results", "results_so_far",
+           "start_rank_results", "merge_rank_results"]
 
 T = TypeVar("T")
 
@@ -62,3 +64,66 @@ def barrier(procs: Any) -> None:
     """Wait until every process gets here (nothing without a process group)."""
     if procs is not None and world(procs) > 1:
         procs.wait_for_everyone()
+
+
+# --------------------------------------------------------------------------------------------
+# Results files written by several processes: each appends to its own file beside the shared
+# one, and the first process merges them at the end, in the order one process writes its rows.
+# --------------------------------------------------------------------------------------------
+def rank_results(path: str | Path, procs: Any) -> Path:
+    """The file this process appends its network rows to: ``path`` itself without a process
+    group (one process writes as it always did), ``<stem>.rank<i>.csv`` beside it otherwise."""
+    path = Path(path)
+    return path if procs is None else path.with_name(f"{path.stem}.rank{rank(procs)}{path.suffix}")
+
+
+def results_so_far(path: str | Path):
+    """Every network row of a results file and of the per-process files beside it (also those
+    of an earlier, killed job), each network once (:data:`~coda_utils.evaluation.KEY_COLUMNS`),
+    the shared file's rows first."""
+    import pandas as pd
+
+    from . import evaluation
+
+    path = Path(path)
+    files = [f for f in [path, *sorted(path.parent.glob(f"{path.stem}.rank*{path.suffix}"))] if f.is_file()]
+    if not files:
+        return evaluation.read_results(path)  # an empty table with the columns
+    rows = pd.concat([evaluation.read_results(f) for f in files], ignore_index=True)
+    return rows.drop_duplicates(subset=evaluation.KEY_COLUMNS, keep="first")
+
+
+def start_rank_results(paths: Sequence[str | Path], procs: Any) -> None:
+    """Seed this process's file of each results file with every row found so far, so that a
+    finished network is not trained again whichever process it falls to now (the evaluation
+    skips the networks its ``out_csv`` holds). Every process waits for the others to finish."""
+    from .io import atomic_write
+
+    if procs is None:
+        return
+    for path in paths:
+        found = results_so_far(path)
+        if len(found):
+            with atomic_write(rank_results(path, procs), "w") as fh:
+                found.to_csv(fh, index=False)
+    barrier(procs)
+
+
+def merge_rank_results(paths: Sequence[str | Path], procs: Any, order: Callable[[Any], Any]) -> None:
+    """After every process has finished: the first one writes each results file from all rows
+    so far, sorted (stably) by ``order(rows)`` (a key per row: the position of its network in
+    the one-process order), and removes the per-process files."""
+    from .io import atomic_write
+
+    if procs is None:
+        return
+    barrier(procs)
+    if is_main(procs):
+        for path in map(Path, paths):
+            rows = results_so_far(path)
+            rows = rows.assign(_o=list(order(rows))).sort_values("_o", kind="stable").drop(columns="_o")
+            with atomic_write(path, "w") as fh:
+                rows.to_csv(fh, index=False)
+            for f in path.parent.glob(f"{path.stem}.rank*{path.suffix}"):
+                f.unlink()
+    barrier(procs)

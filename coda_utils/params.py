@@ -242,7 +242,8 @@ SPECS: dict[str, dict[str, Checker]] = {
     "00_build_prior": {
         "train": boolean(), "seed": integer(0), "vae_steps": integer(0), "unet_steps": integer(0), "decoder_steps": integer(0),
         "vae_batch": integer(1), "unet_batch": integer(1), "vae_channels": list_of(integer(1)),
-        "vae_latent_channels": integer(1), "unet_channels": list_of(integer(1)), "text_width": integer(1), "latent_passes": integer(1),
+        "vae_latent_channels": integer(1), "unet_channels": list_of(integer(1)),
+        "unet_plain_levels": integer(0), "text_width": integer(1), "latent_passes": integer(1),
         "pool_limit": integer(1, none=True), "device": device(), "tokenizer_dir": text(none=True, what="a directory path"),
         "judge_steps": integer(0), "fidelity_samples": integer(1), "fd_target_images": integer(2),
         "sampling_steps": integer(1), "cfg_scale": number(1.0), "out_dir": text(what="a directory path"),

@@ -112,6 +112,9 @@ class PriorConfig:
     # UNet
     unet_channels: tuple[int, ...] = (48, 96, 96)
     unet_layers_per_block: int = 1
+    # the highest-resolution levels without cross-attention (0: every level but the lowest has it,
+    # as in the first prior; 16x16 latents: 1, since attention over 256 positions costs 3x a step)
+    unet_plain_levels: int = 0
     unet_steps: int = 6000
     unet_batch: int = 128
     unet_lr: float = 5e-4
@@ -286,9 +289,13 @@ def latent_shape(cfg: PriorConfig) -> tuple[int, int, int]:
 def build_unet(cfg: PriorConfig):
     from diffusers import UNet2DConditionModel
 
-    n = len(cfg.unet_channels)
-    down = ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)
-    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1)
+    n, plain = len(cfg.unet_channels), cfg.unet_plain_levels
+    if not 0 <= plain < n:
+        raise ValueError(f"unet_plain_levels={plain}: must be at least 0 and below the number of UNet levels "
+                         f"({n}, unet_channels={tuple(cfg.unet_channels)}) so that text reaches the UNet")
+    attn = [plain <= i < n - 1 for i in range(n)]  # the lowest level has none, as in Stable Diffusion
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn))
     c, side, _ = latent_shape(cfg)
     return UNet2DConditionModel(
         sample_size=side,
@@ -344,7 +351,7 @@ STAGE_FIELDS = {
             "vae_batch", "vae_lr", "vae_kl_weight", "vae_latent_channels"],
     "latents": ["latent_passes"],
     "unet": ["background_caption_p", "caption_dropout", "text_width", "text_layers", "text_heads", "max_tokens",
-             "unet_channels", "unet_layers_per_block", "unet_steps", "unet_batch", "unet_lr", "ema_decay"],
+             "unet_channels", "unet_layers_per_block", "unet_plain_levels", "unet_steps", "unet_batch", "unet_lr", "ema_decay"],
     "decoder": ["decoder_steps", "decoder_lr"],
 }
 
@@ -760,6 +767,10 @@ def write_model_card(model_dir: str | Path, report: dict, quality: dict, round_t
     p = report["parameters"]
     q = quality
     shape = "x".join(map(str, latent_shape(config_from_report(report))))
+    plain = cfg.get("unet_plain_levels", 0)  # reports of the first prior predate the field
+    attention = ("cross-attention at every level but the lowest" if not plain else
+                 f"cross-attention in the middle levels and block (none at the {plain} highest-resolution "
+                 "level(s) or the lowest)")
     lines = [
         "# fashion-prior: a tiny text-to-image latent diffusion model",
         "",
@@ -790,7 +801,7 @@ def write_model_card(model_dir: str | Path, report: dict, quality: dict, round_t
         f"| tokenizer | CLIP-style byte-pair encoding trained on the caption corpus, {report['vocab_size']} tokens, max {cfg['max_tokens']} | - |",
         f"| text encoder | `CLIPTextModel`, width {cfg['text_width']}, {cfg['text_layers']} layers, {cfg['text_heads']} heads | {p['text_encoder']:,} |",
         f"| VAE | `AutoencoderKL`, 1x32x32 -> {shape}, block channels {tuple(cfg['vae_channels'])}, scaling factor {report['scaling_factor']:.4f} | {p['vae']:,} |",
-        f"| UNet | `UNet2DConditionModel`, {shape} latents, block channels {tuple(cfg['unet_channels'])}, cross-attention | {p['unet']:,} |",
+        f"| UNet | `UNet2DConditionModel`, {shape} latents, block channels {tuple(cfg['unet_channels'])}, {attention} | {p['unet']:,} |",
         "| scheduler | `DPMSolverMultistepScheduler`: DPM-Solver++ 2M, Karras sigmas, SD's scaled-linear betas 0.00085-0.012, 1000 steps, epsilon prediction | - |",
         "",
         "## Training (wall-clock minutes; " + ", ".join(f"{k} trained on {v}" for k, v in report.get("trained_on", {}).items())

@@ -1,6 +1,6 @@
 """The long stages of a run on several processes: ``accelerate launch -m coda_utils.scale``.
 
-Notebooks 01 (encoding), 03 (generation) and 04 (evaluation) run in one kernel. For ImageNet-1K
+Notebooks 01 (encoding), 03 (generation), 04 (evaluation) and 05 (ablations) run in one kernel. For ImageNet-1K
 (1.28 M images to encode, 50,000 SDXL images at IPC 50, dozens of networks) their heavy step runs
 first under ``accelerate launch``, with **the notebook's own parameters** (its defaults, then
 ``-p name value`` / ``-y yaml`` exactly as papermill takes them, checked by
@@ -16,7 +16,8 @@ the outputs are those of one process, and a killed job resumes when started agai
 
 Stages: ``01`` (:func:`encode`), ``03`` (:func:`generate`: the generated sets of every seed and
 method; trajectories, figures and Frechet distances stay in the notebook), ``04``
-(:func:`evaluate`: every network of every method and seed, one results file per method).
+(:func:`evaluate`: every network of every method and seed, one results file per method), ``05``
+(:func:`ablate`: every point of the sweeps for every selection seed, one results file per point).
 """
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ import torch
 
 from . import parallel, params
 
-__all__ = ["notebook_parameters", "encode", "generate", "evaluate", "generate_sets", "main"]
+__all__ = ["notebook_parameters", "encode", "generate", "evaluate", "generate_sets", "ablate", "main"]
 
-STAGES = {"01": "01_encode.ipynb", "03": "03_generate.ipynb", "04": "04_evaluate.ipynb"}
+STAGES = {"01": "01_encode.ipynb", "03": "03_generate.ipynb", "04": "04_evaluate.ipynb", "05": "05_ablations.ipynb"}
 
 
 def notebook_parameters(stage: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -133,7 +134,6 @@ def evaluate(p: dict, procs=None):
     processes), appended to ``results.rank<i>.csv`` beside each method's results file and merged
     into it by the first process at the end (the rows of one process, in the same order)."""
     from . import baselines, datasets, encoding, evaluation, rundir
-    from .io import atomic_write
 
     if p["threads"]:
         torch.set_num_threads(p["threads"])
@@ -162,50 +162,32 @@ def evaluate(p: dict, procs=None):
     # each process appends to its own file, seeded with every row found so far (the method's
     # results and any process's file of an earlier, killed job), so that finished networks are
     # not trained again whichever process they fall to now
-    rank_file = f"results.rank{parallel.rank(procs)}.csv"
-    for m in methods:
-        path = run.results(m, p["ipc"], p["protocol"])
-        found = _rows_so_far(path)
-        if len(found):
-            with atomic_write(path.with_name(rank_file), "w") as fh:
-                found.to_csv(fh, index=False)
-    parallel.barrier(procs)
+    paths = [run.results(m, p["ipc"], p["protocol"]) for m in methods]
+    parallel.start_rank_results(paths, procs)
     for m, s, net in parallel.share(units, procs):
         x, y = baselines.method_set(run, m, p["ipc"], s, target, image_size=p["image_size"], vae=vae, distilled=p["distilled"])
         evaluation.evaluate(m, x, y, test_x, test_y, ipc=int(target.counts().max()) if m == "full" else p["ipc"],
                             arch=p["arch"], protocol=p["protocol"], repeats=1, seed=net, selection_seed=s,
                             epochs=p["epochs"], device=device,
-                            out_csv=run.results(m, p["ipc"], p["protocol"]).with_name(rank_file),
+                            out_csv=parallel.rank_results(run.results(m, p["ipc"], p["protocol"]), procs),
                             eval_every=p["eval_every"], progress=False, teacher=teacher_model, teacher_id=teacher_id,
                             **evaluation.path_options(p["precision"], p["fast"]))
-    parallel.barrier(procs)
-    if parallel.is_main(procs):
-        for m in methods:
-            path = run.results(m, p["ipc"], p["protocol"])
-            rows = _rows_so_far(path)
-            order = {(s, net): i for i, (mm, s, net) in enumerate(units) if mm == m}
-            rows = rows.assign(_o=[order.get((int(a), int(b)), len(order)) for a, b in zip(rows.selection_seed, rows.seed)])
-            rows = rows.sort_values("_o", kind="stable").drop(columns="_o")
-            with atomic_write(path, "w") as fh:
-                rows.to_csv(fh, index=False)
-            for f in path.parent.glob("results.rank*.csv"):
-                f.unlink()
-    parallel.barrier(procs)
+    order = {(m, s, net): i for i, (m, s, net) in enumerate(units)}
+    parallel.merge_rank_results(paths, procs, lambda rows: [order.get((m, int(a), int(b)), len(order)) for m, a, b in
+                                                            zip(rows.method, rows.selection_seed, rows.seed)])
 
 
-def _rows_so_far(path: Path):
-    """Every network row of a method's results file and of the per-process files beside it
-    (``results.rank<i>.csv``, also of an earlier, killed job), each network once, the
-    method's own file first."""
-    import pandas as pd
+def ablate(p: dict, procs=None) -> list[dict]:
+    """Notebook 05's sweeps: its fit / val cut and latent cache (:func:`coda_utils.ablations.prepare`),
+    its teacher under soft labels, then every (point, selection seed) of its sweeps shared round
+    robin (:meth:`coda_utils.ablations.AblationRunner.run_points`)."""
+    from . import ablations
 
-    from . import evaluation
-
-    files = [f for f in [path, *sorted(path.parent.glob("results.rank*.csv"))] if f.is_file()]
-    if not files:
-        return evaluation.read_results(path)  # an empty table with the columns
-    rows = pd.concat([evaluation.read_results(f) for f in files], ignore_index=True)
-    return rows.drop_duplicates(subset=evaluation.KEY_COLUMNS, keep="first")
+    if p["threads"]:
+        torch.set_num_threads(p["threads"])
+    p = {**p, "device": _device(p, procs)}
+    fit, val, cache, _ = ablations.prepare(p, procs)
+    return ablations.make_runner(p, fit, val, cache, procs).run_points(ablations.sweep_points(p), procs)
 
 
 def _parse(argv: list[str] | None) -> tuple[str, dict]:
@@ -213,7 +195,7 @@ def _parse(argv: list[str] | None) -> tuple[str, dict]:
     from papermill.cli import _resolve_type
 
     ap = argparse.ArgumentParser(prog="python -m coda_utils.scale", description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=list(STAGES), help="01 encode, 03 generate, 04 evaluate")
+    ap.add_argument("stage", choices=list(STAGES), help="01 encode, 03 generate, 04 evaluate, 05 ablation sweeps")
     ap.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="a notebook parameter, as papermill -p")
     ap.add_argument("-y", "--parameters_yaml", action="append", default=[], help="parameters as YAML, as papermill -y")
@@ -230,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     stage, overrides = _parse(argv)
     p = notebook_parameters(stage, overrides)
     procs = parallel.processes(p["device"])
-    {"01": encode, "03": generate, "04": evaluate}[stage](p, procs)
+    {"01": encode, "03": generate, "04": evaluate, "05": ablate}[stage](p, procs)
     if parallel.is_main(procs):
         print(f"coda_utils.scale {stage}: done on {parallel.world(procs)} process(es)", flush=True)
     return 0

@@ -58,3 +58,60 @@ def test_runner_points_are_judged_on_val_over_seeds_resume_and_collect(fit_val, 
     assert variant.loc["reference", 1.0] == 71.0 and np.isnan(variant.loc["normalized", 1.0])
     assert set(ablations.sweep_figures(points, tmp_path / "fig")) == {"discovery"}
     assert (tmp_path / "fig" / "ablation_discovery.png").is_file()
+
+
+class TwoRanks:
+    """One process of a two-process launch, for running both ranks in turn in this process
+    (the barriers are no-ops: rank 1 runs first, rank 0 then merges)."""
+
+    def __init__(self, rank: int, world: int = 2):
+        self.process_index, self.num_processes = rank, world
+
+    def wait_for_everyone(self):
+        pass
+
+
+def _digests(root):
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.png"))}
+
+
+def test_points_shared_by_two_processes_end_as_one_process_leaves_them(fit_val, tmp_path):
+    fit, val = fit_val
+
+    def runner(out):
+        return ablations.AblationRunner(
+            fit, val, ablations.PixelFeatures(fit), out, "unused", selection_seeds=[0, 1, 2], epochs=1, repeats=1,
+            precision="fp32", progress=False,
+            defaults=dict(ipc=2, gamma=0.05, guide_fraction=0.9, n_neighbors=None, min_cluster_size=None, min_samples=3,
+                          features="vae", steps=2, cfg_scale=5.0))
+
+    points = [("discovery", dict(n_neighbors=5, min_cluster_size=4)), ("discovery", dict(n_neighbors=7, min_cluster_size=4))]
+    one = runner(tmp_path / "one").run_points(points)
+    assert runner(tmp_path / "two").run_points(points, TwoRanks(1)) == []  # rank 1: its 3 of the 6 (point, seed) units
+    assert len(list((tmp_path / "two").rglob("results.rank1.csv"))) == 2
+    assert not list((tmp_path / "two").rglob("results.csv"))
+    two = runner(tmp_path / "two").run_points(points, TwoRanks(0))  # rank 0: the other 3, then the merge
+    assert not list((tmp_path / "two").rglob("results.rank*.csv"))
+    assert [r["acc"] for r in one] == [r["acc"] for r in two] and all(r["seeds"] == 3 for r in two)
+    for folder in ("n_neighbors5_min_cluster_size4", "n_neighbors7_min_cluster_size4"):
+        a, b = (pd.read_csv(tmp_path / n / "discovery" / folder / "results.csv") for n in ("one", "two"))
+        assert list(a["selection_seed"]) == list(b["selection_seed"]) == [0, 1, 2]
+        assert list(a["seed"]) == list(b["seed"]) and list(a["acc"]) == list(b["acc"])
+    assert _digests(tmp_path / "one") == _digests(tmp_path / "two") and len(_digests(tmp_path / "one")) == 2 * 3 * 2 * 2
+
+
+def test_scale_05_runs_the_notebooks_sweeps(tmp_path):
+    """``accelerate launch -m coda_utils.scale 05``'s function with the notebook's parameters:
+    the cut recorded, the cache encoded, the points of its sweeps judged on val."""
+    from coda_utils import scale
+
+    p = scale.notebook_parameters("05", dict(out_dir=str(tmp_path / "abl"), sweeps=["gamma"], gamma_grid=[0.0, 0.5],
+                                             selection_seeds=[0], ipc=2, steps=2, epochs=1, precision="fp32",
+                                             class_limit=2, per_class_limit=30))
+    rows = scale.ablate(p, TwoRanks(0, 1))
+    assert [r["gamma"] for r in rows] == [0.0, 0.5] and all(0 <= r["acc"] <= 100 for r in rows)
+    assert (tmp_path / "abl" / "holdout.json").is_file()
+    points = ablations.collect(tmp_path / "abl")
+    assert len(points) == 2 and set(points["gamma"]) == {0.0, 0.5} and set(points["networks"]) == {1}

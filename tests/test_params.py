@@ -25,7 +25,7 @@ BAD = {
     "gamma_grid": [-1.0], "guide_fraction_grid": [2.0], "variant_grid": ["bounded"], "variant_gamma_grid": ["x"],
     "ipc_grid": [0], "features_grid": ["clip"], "publish": "yes", "results": "runs/*/results.csv", "selection_seed": -1,
     "ablations_dir": 1, "caption": None, "name": "a b", "seed": -1, "vae_steps": -1, "unet_steps": 1.5,
-    "decoder_steps": None, "vae_batch": 0, "unet_batch": 0, "vae_channels": [], "unet_channels": [0],
+    "decoder_steps": None, "vae_batch": 0, "unet_batch": 0, "vae_channels": [], "unet_channels": [0], "unet_plain_levels": -1,
     "text_width": 0, "latent_passes": 0, "pool_limit": 0, "tokenizer_dir": 3, "judge_steps": -1,
     "fidelity_samples": 0, "fd_target_images": 1, "sampling_steps": 0, "overwrite_shipped": "no", "work_dir": None,
     "write_card": "yes", "train": "yes", "fast": "yes", "holdout_fraction": 1.0,

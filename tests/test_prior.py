@@ -157,6 +157,22 @@ def test_the_latent_shape_decides_vae_and_unet(channels, blocks, shape):
     assert prior._stage_fingerprint(cfg, "vae")["vae_latent_channels"] == channels
 
 
+@pytest.mark.parametrize("plain,down", [(0, ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")),
+                                         (1, ("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")),
+                                         (2, ("DownBlock2D", "DownBlock2D", "DownBlock2D"))])
+def test_plain_levels_drop_cross_attention_from_the_highest_resolutions(plain, down):
+    cfg = prior.PriorConfig(vae_channels=(8, 8), unet_channels=(16, 16, 16), unet_plain_levels=plain)
+    unet = prior.build_unet(cfg)
+    assert unet.config.down_block_types == down
+    assert unet.config.up_block_types == tuple(d.replace("Down", "Up") for d in reversed(down))
+    assert prior._stage_fingerprint(cfg, "unet")["unet_plain_levels"] == plain
+    with torch.no_grad():  # text still reaches the UNet through its middle block
+        out = unet(torch.zeros(1, 4, 16, 16), 10, encoder_hidden_states=torch.zeros(1, 3, cfg.text_width)).sample
+    assert out.shape == (1, 4, 16, 16)
+    with pytest.raises(ValueError, match="unet_plain_levels=3"):
+        prior.build_unet(prior.PriorConfig(unet_channels=(16, 16, 16), unet_plain_levels=3))
+
+
 def test_train_autoencoder_is_the_vae_stages_of_train_prior(tmp_path, small_pool):
     cfg = prior.PriorConfig(**TINY)
     vae, info = prior.train_autoencoder(cfg, tmp_path / "work", pool=small_pool, progress=False)

@@ -1,0 +1,86 @@
+"""How long does ``make prior`` take on this machine? Each training stage of the embedded prior,
+timed for a few steps with the build's own code, projected to the build's step counts.
+
+For each configuration this script runs :func:`coda_utils.prior.train_prior` with every stage cut
+to ``--steps`` steps (the same networks, batch sizes and data path as the build; checkpoints in a
+temporary folder) on the first ``--pool`` pool images, then projects each stage to its full
+length: seconds per step x the build's steps (the first step, which pays one-time costs, is not
+counted), and the pool encoding x (50,000 / ``--pool``). It prints one table with the projected
+minutes per stage and the total against the 2-hour budget of a CPU build (issue 13).
+
+Configurations (:data:`CONFIGS`): ``v1`` (the first prior: 4x8x8 latents, UNet 48-96-96 with
+cross-attention at 8x8 and 4x4) and ``v2`` (4x16x16 latents, VAE 32-64, UNet 32-64-96 with a plain
+16x16 level). Timings on a shared machine are upper bounds; run it alone for the number.
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_prior.py --threads 2 --steps 6
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from coda_utils import datasets, prior
+
+#: the prior configurations timed (everything else as PriorConfig's defaults)
+CONFIGS = {
+    "v1": {},
+    "v2": {"vae_channels": (32, 64), "unet_channels": (32, 64, 96), "unet_plain_levels": 1},
+}
+BUDGET_MIN = 120.0
+
+
+def time_config(name: str, steps: int, pool_n: int, device: str) -> dict:
+    full = prior.PriorConfig(**CONFIGS[name])
+    rows = {}
+    for n in (1, steps + 1):  # the difference of two runs: seconds per step without the first step
+        cfg = dataclasses.replace(full, vae_steps=n, unet_steps=n, decoder_steps=n, checkpoint_every=10 ** 6)
+        pool = datasets.load_fashion_mnist("pool").subset(np.arange(pool_n))
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            report = prior.train_prior(cfg, Path(tmp) / "out", pool=pool, progress=False, device=device,
+                                       tokenizer_dir=prior.SHIPPED_PRIOR / "tokenizer")
+            wall = time.perf_counter() - t0
+        rows[n] = {"vae": report["vae_seconds"], "unet": report["unet_seconds"], "decoder": report["decoder_seconds"],
+                   "rest": wall - report["vae_seconds"] - report["unet_seconds"] - report["decoder_seconds"]}
+    per_step = {k: (rows[steps + 1][k] - rows[1][k]) / steps for k in ("vae", "unet", "decoder")}
+    minutes = {
+        "vae": per_step["vae"] * full.vae_steps / 60,
+        "unet": per_step["unet"] * full.unet_steps / 60,
+        "decoder": per_step["decoder"] * full.decoder_steps / 60,
+        # pool encoding, tokenizer, saving: measured on pool_n images, scaled to the 50,000 of the pool
+        "encode+save": rows[1]["rest"] * 50_000 / pool_n / 60,
+    }
+    return {"config": name, "latents": "x".join(map(str, prior.latent_shape(full))),
+            **{f"{k} s/step": round(v, 3) for k, v in per_step.items()},
+            **{f"{k} min": round(v, 1) for k, v in minutes.items()}, "total min": round(sum(minutes.values()), 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per stage (after one untimed step)")
+    ap.add_argument("--pool", type=int, default=2000, help="pool images of the timing runs")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import pandas as pd
+
+    table = pd.DataFrame([time_config(c, args.steps, args.pool, args.device) for c in args.configs])
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(f"torch threads {torch.get_num_threads()}, device {args.device}, {args.steps} timed steps per stage")
+        print(table.to_string(index=False))
+    for r in table.to_dict("records"):
+        verdict = "within" if r["total min"] <= BUDGET_MIN else "over"
+        print(f"{r['config']}: projected build {r['total min']:.0f} min, {verdict} the {BUDGET_MIN:.0f}-minute budget")
+
+
+if __name__ == "__main__":
+    main()
