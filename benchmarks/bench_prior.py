@@ -5,7 +5,7 @@ For each configuration this script runs :func:`coda_utils.prior.train_prior` wit
 to ``--steps`` steps (the same networks, batch sizes and data path as the build; checkpoints in a
 temporary folder) on the first ``--pool`` pool images, then projects each stage to its full
 length: seconds per step x the build's steps (the first step, which pays one-time costs, is not
-counted), and the pool encoding x (50,000 / ``--pool``). It prints one table with the projected
+counted), and the pool encoding per image x 50,000 (the second run encodes ``--pool`` more images). It prints one table with the projected
 minutes per stage and the total against the 2-hour budget of a CPU build (issue 13).
 
 Configurations (:data:`CONFIGS`): ``v1`` (the first prior: 4x8x8 latents, UNet 48-96-96 with
@@ -38,9 +38,12 @@ BUDGET_MIN = 120.0
 def time_config(name: str, steps: int, pool_n: int, device: str) -> dict:
     full = prior.PriorConfig(**CONFIGS[name])
     rows = {}
-    for n in (1, steps + 1):  # the difference of two runs: seconds per step without the first step
+    # two runs: 1 step per stage on pool_n images, then steps + 1 on 2 x pool_n. The stages draw
+    # batches from the pool whatever its size, so their difference is `steps` steps; the rest
+    # (pool encoding, tokenizer, saving) differs by the encoding of pool_n images.
+    for n, images in ((1, pool_n), (steps + 1, 2 * pool_n)):
         cfg = dataclasses.replace(full, vae_steps=n, unet_steps=n, decoder_steps=n, checkpoint_every=10 ** 6)
-        pool = datasets.load_fashion_mnist("pool").subset(np.arange(pool_n))
+        pool = datasets.load_fashion_mnist("pool").subset(np.arange(images))
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             report = prior.train_prior(cfg, Path(tmp) / "out", pool=pool, progress=False, device=device,
@@ -49,12 +52,13 @@ def time_config(name: str, steps: int, pool_n: int, device: str) -> dict:
         rows[n] = {"vae": report["vae_seconds"], "unet": report["unet_seconds"], "decoder": report["decoder_seconds"],
                    "rest": wall - report["vae_seconds"] - report["unet_seconds"] - report["decoder_seconds"]}
     per_step = {k: (rows[steps + 1][k] - rows[1][k]) / steps for k in ("vae", "unet", "decoder")}
+    encode_per_image = max(rows[steps + 1]["rest"] - rows[1]["rest"], 0.0) / pool_n
     minutes = {
         "vae": per_step["vae"] * full.vae_steps / 60,
         "unet": per_step["unet"] * full.unet_steps / 60,
         "decoder": per_step["decoder"] * full.decoder_steps / 60,
-        # pool encoding, tokenizer, saving: measured on pool_n images, scaled to the 50,000 of the pool
-        "encode+save": rows[1]["rest"] * 50_000 / pool_n / 60,
+        "encode pool": encode_per_image * 50_000 / 60,  # the 50,000 pool images, latent_passes times each
+        "other": max(rows[1]["rest"] - encode_per_image * pool_n, 0.0) / 60,  # tokenizer, saving, loading
     }
     return {"config": name, "latents": "x".join(map(str, prior.latent_shape(full))),
             **{f"{k} s/step": round(v, 3) for k, v in per_step.items()},

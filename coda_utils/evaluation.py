@@ -124,6 +124,8 @@ def path_options(precision: str = "auto", fast: bool = False) -> dict:
     """The :func:`evaluate` keywords of notebook 04's ``precision`` and ``fast`` parameters:
     the precision, or all of :data:`FAST_PATH` when ``fast``."""
     return {"precision": precision, **(FAST_PATH if fast else {})}
+
+
 #: ``fp32``, or ``bf16`` autocast for the forward passes (see the module docstring)
 PRECISIONS = ("fp32", "bf16")
 #: a selection seed's networks get seeds ``selection_seed * NETWORK_SEED_STRIDE + r``

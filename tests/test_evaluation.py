@@ -338,3 +338,18 @@ def test_rded_rows_name_their_teacher_and_never_share_a_table_with_hard_labels(t
     hard_part, soft_part = table.split("Soft labels")
     assert "| dc |" in hard_part and "rded" not in hard_part
     assert "| rded |" in soft_part and meta["id"] in soft_part and "| dc |" not in soft_part
+
+
+def test_teacher_for_is_none_under_hard_labels_and_trains_once_under_soft(tiny, tmp_path) -> None:
+    from coda_utils.datasets import load_fashion_mnist
+    from coda_utils.encoding import limit_dataset
+
+    _, _, tx, ty = tiny
+    train = limit_dataset(load_fashion_mnist("target_fit"), per_class_limit=3)
+    assert ev.teacher_for("dc", None, tmp_path / "t.pt", train, (28, 28), tx, ty) == (None, None, None)
+    assert not (tmp_path / "t.pt").exists()
+    model, tid, meta = ev.teacher_for("rded", None, tmp_path / "t.pt", train, (28, 28), tx, ty, epochs=1,
+                                      precision="fp32", progress=False)
+    assert tid == meta["id"] and tid.startswith("convnet3-dc1-") and (tmp_path / "t.pt").is_file()
+    again = ev.teacher_for("rded", tmp_path / "t.pt", tmp_path / "unused.pt", train, (28, 28), tx, ty)  # a checkpoint
+    assert again[1] == tid and not (tmp_path / "unused.pt").exists()
