@@ -199,8 +199,11 @@ def _parse(argv: list[str] | None) -> tuple[str, dict]:
     ap.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="a notebook parameter, as papermill -p")
     ap.add_argument("-y", "--parameters_yaml", action="append", default=[], help="parameters as YAML, as papermill -y")
+    ap.add_argument("-f", "--parameters_file", action="append", default=[], help="a YAML file of parameters, as papermill -f")
     args = ap.parse_args(argv)
     overrides: dict[str, Any] = {}
+    for path in args.parameters_file:  # papermill's order: files, then -y, then -p
+        overrides.update(yaml.safe_load(Path(path).read_text()) or {})
     for text in args.parameters_yaml:
         overrides.update(yaml.safe_load(text) or {})
     for name, value in args.parameters:

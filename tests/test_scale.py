@@ -145,6 +145,10 @@ def test_scale_takes_the_notebooks_parameters_and_refuses_unknown_ones():
         scale.notebook_parameters("03", {"gama": 0.1})
     with pytest.raises(ParameterError, match="`steps`"):
         scale.notebook_parameters("03", {"steps": 0})
+    # papermill's order: a parameters file, then -y, then -p
+    f = Path(__file__).parent.parent / "notebooks" / "params" / "ablations.yaml"
+    stage, over = scale._parse(["05", "-f", str(f), "-y", "{epochs: 5, selection_seeds: [4]}", "-p", "epochs", "7"])
+    assert stage == "05" and over["epochs"] == 7 and over["selection_seeds"] == [4] and over["out_dir"] == "runs/ablations"
 
 
 def test_share_splits_round_robin_and_covers_everything():
