@@ -255,22 +255,26 @@ def _join(values) -> str:
 
 
 def precision_table(df: pd.DataFrame, source: str) -> str:
-    """The benchmark's accuracy check: the same set, the same network seeds, fp32 against bf16."""
+    """The benchmark's accuracy check: the same set, the same network seeds, fp32 against
+    another path (bf16, or the fast path of ``--fast``)."""
     from scipy import stats as st
 
+    other = next((p for p in df["precision"].unique() if p != "fp32"), None)
+    where = f", {df['device'].iloc[0]}" if "device" in df else ""
     lines = [f"The same random-real set (IPC 10, seed 0), network seeds {df['seed'].min()}-{df['seed'].max()}, "
-             f"ConvNet-3, dc {int(df['epochs'].iloc[0])} epochs, 10,000 test images. Source: `{source}`.", "",
-             "| precision | acc (final), mean ± std over networks | networks | seconds per network (train + test) |",
+             f"ConvNet-3, dc {int(df['epochs'].iloc[0])} epochs, 10,000 test images{where}. Source: `{source}`.", "",
+             "| path | acc (final), mean ± std over networks | networks | seconds per network (train + test) |",
              "|---|---:|---|---:|"]
     for p, part in df.groupby("precision", sort=True):
         lines.append(f"| {p} | {part['acc'].mean():.2f} ± {part['acc'].std(ddof=1):.2f} | "
                      f"{', '.join(f'{a:.2f}' for a in part['acc'])} | {part['seconds'].mean():.0f} |")
-    a, b = df[df["precision"] == "bf16"]["acc"].to_numpy(), df[df["precision"] == "fp32"]["acc"].to_numpy()
-    if len(a) >= 2 and len(b) >= 2:
-        res = st.ttest_ind(a, b, equal_var=False)
-        ci = res.confidence_interval(0.95)
-        lines += ["", f"bf16 - fp32: {a.mean() - b.mean():+.2f} points, 95 % interval [{ci.low:+.2f}, {ci.high:+.2f}] "
-                  f"(Welch t, scipy): {stats.verdict(ci.low, ci.high, 'bf16', 'fp32')}."]
+    # the two paths train networks of the same seeds (the same initialization and batches): paired
+    both = df.pivot_table(index="seed", columns="precision", values="acc").dropna()
+    if other in both and len(both) >= 2:
+        a, b = both[other].to_numpy(), both["fp32"].to_numpy()
+        ci = st.ttest_rel(a, b).confidence_interval(0.95)
+        lines += ["", f"{other} - fp32: {(a - b).mean():+.2f} points, 95 % interval [{ci.low:+.2f}, {ci.high:+.2f}] "
+                  f"(paired t over {len(a)} network seeds, scipy): {stats.verdict(ci.low, ci.high, other, 'fp32')}."]
     return "\n".join(lines)
 
 
@@ -297,6 +301,7 @@ BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
     "ablations": ("results/ablations.csv", ablation_tables),
     "vae-round-trip": ("results/vae_round_trip.csv", round_trip_table),
     "precision": ("results/bench_evaluation_accuracy.csv", precision_table),
+    "precision-fast": ("results/bench_evaluation_accuracy_fast.csv", precision_table),
     "throughput": ("results/bench_evaluation_throughput.csv", throughput_table),
 }
 
