@@ -152,17 +152,21 @@ class AblationRunner:
         return self._discoveries[key]
 
     def _point(self, sweep: str, values: dict) -> tuple[dict, rundir.AblationDir, Path, int]:
-        """A point's parameters, folder and epochs; writes its ``point.json``."""
+        """A point's parameters, folder and epochs (an unknown sweep stops here)."""
         if sweep not in SWEEPS:
             raise ValueError(f"unknown sweep {sweep!r}; choose from {', '.join(SWEEPS)}")
         p = {**self.defaults, **values}
         folder = rundir.AblationDir(self.out_dir)
         point = folder.point(sweep, _key(values))
         epochs = evaluation.get_protocol(self.protocol, p["ipc"], self.epochs, self.fit.num_classes).epochs
+        return p, folder, point, epochs
+
+    def _declare(self, sweep: str, values: dict) -> None:
+        """Write a point's ``point.json`` (its parameters), before any of its seeds runs."""
+        p, folder, point, epochs = self._point(sweep, values)
         write_json(folder.point_json(point), {"sweep": sweep, "values": values, "parameters": p, "epochs": epochs,
                                               "arch": self.arch, "protocol": self.protocol, "teacher": self.teacher_id,
                                               "selection_seeds": self.selection_seeds, "evaluated_on": self.val.name})
-        return p, folder, point, epochs
 
     def run_seed(self, sweep: str, values: dict, seed: int, processes: Any = None) -> float:
         """One point of ``sweep`` for one selection seed (the unit of work): its set (discovery,
@@ -209,7 +213,7 @@ class AblationRunner:
         """Run (or resume) one point of ``sweep`` for every selection seed; ``values`` override
         :attr:`defaults`. Returns the point's mean and std over seeds on ``target_val``."""
         t0 = time.perf_counter()
-        self._point(sweep, values)  # an unknown sweep stops here
+        self._declare(sweep, values)
         per_seed = [self.run_seed(sweep, values, s) for s in self.selection_seeds]
         return {"sweep": sweep, **values, "acc": float(np.mean(per_seed)),
                 "acc_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else float("nan"),
@@ -227,7 +231,7 @@ class AblationRunner:
             return [self.run(sweep, **values) for sweep, values in points]
         folder = rundir.AblationDir(self.out_dir)
         for sweep, values in points:
-            self._point(sweep, values)  # every sweep known before any work starts
+            self._declare(sweep, values)  # every sweep known before any work starts
         paths = [folder.results(folder.point(sweep, _key(values))) for sweep, values in points]
         parallel.start_rank_results(paths, processes)
         units = [(sweep, values, s) for sweep, values in points for s in self.selection_seeds]

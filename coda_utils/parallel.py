@@ -77,6 +77,11 @@ def rank_results(path: str | Path, procs: Any) -> Path:
     return path if procs is None else path.with_name(f"{path.stem}.rank{rank(procs)}{path.suffix}")
 
 
+def _rank_files(path: Path) -> list[Path]:
+    """The per-process files beside ``path`` (of this job or of an earlier, killed one)."""
+    return sorted(path.parent.glob(f"{path.stem}.rank*{path.suffix}"))
+
+
 def results_so_far(path: str | Path):
     """Every network row of a results file and of the per-process files beside it (also those
     of an earlier, killed job), each network once (:data:`~coda_utils.evaluation.KEY_COLUMNS`),
@@ -86,7 +91,7 @@ def results_so_far(path: str | Path):
     from . import evaluation
 
     path = Path(path)
-    files = [f for f in [path, *sorted(path.parent.glob(f"{path.stem}.rank*{path.suffix}"))] if f.is_file()]
+    files = [f for f in [path, *_rank_files(path)] if f.is_file()]
     if not files:
         return evaluation.read_results(path)  # an empty table with the columns
     rows = pd.concat([evaluation.read_results(f) for f in files], ignore_index=True)
@@ -124,6 +129,6 @@ def merge_rank_results(paths: Sequence[str | Path], procs: Any, order: Callable[
             rows = rows.assign(_o=list(order(rows))).sort_values("_o", kind="stable").drop(columns="_o")
             with atomic_write(path, "w") as fh:
                 rows.to_csv(fh, index=False)
-            for f in path.parent.glob(f"{path.stem}.rank*{path.suffix}"):
+            for f in _rank_files(path):
                 f.unlink()
     barrier(procs)

@@ -162,18 +162,18 @@ def evaluate(p: dict, procs=None):
     # each process appends to its own file, seeded with every row found so far (the method's
     # results and any process's file of an earlier, killed job), so that finished networks are
     # not trained again whichever process they fall to now
-    paths = [run.results(m, p["ipc"], p["protocol"]) for m in methods]
-    parallel.start_rank_results(paths, procs)
+    paths = {m: run.results(m, p["ipc"], p["protocol"]) for m in methods}
+    parallel.start_rank_results(list(paths.values()), procs)
     for m, s, net in parallel.share(units, procs):
         x, y = baselines.method_set(run, m, p["ipc"], s, target, image_size=p["image_size"], vae=vae, distilled=p["distilled"])
         evaluation.evaluate(m, x, y, test_x, test_y, ipc=int(target.counts().max()) if m == "full" else p["ipc"],
                             arch=p["arch"], protocol=p["protocol"], repeats=1, seed=net, selection_seed=s,
                             epochs=p["epochs"], device=device,
-                            out_csv=parallel.rank_results(run.results(m, p["ipc"], p["protocol"]), procs),
+                            out_csv=parallel.rank_results(paths[m], procs),
                             eval_every=p["eval_every"], progress=False, teacher=teacher_model, teacher_id=teacher_id,
                             **evaluation.path_options(p["precision"], p["fast"]))
     order = {(m, s, net): i for i, (m, s, net) in enumerate(units)}
-    parallel.merge_rank_results(paths, procs, lambda rows: [order.get((m, int(a), int(b)), len(order)) for m, a, b in
+    parallel.merge_rank_results(list(paths.values()), procs, lambda rows: [order.get((m, int(a), int(b)), len(order)) for m, a, b in
                                                             zip(rows.method, rows.selection_seed, rows.seed)])
 
 
