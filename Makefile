@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 LOCK := requirements.lock
 STAMP := $(VENV)/.coda-installed
 # `make study`: IPC 10, 5 selection seeds x 1 network per method, the DC protocol shortened to
-# STUDY_EPOCHS so that the whole study fits in 20 minutes on 2 CPU cores (README: why that length).
+# STUDY_EPOCHS so that the whole study fits in about 22 minutes on 2 CPU cores (README: why that length).
 # `make full`: the full protocol (300 epochs) at IPC 1, 10 and 50 with the same seeds.
 RUN ?= study
 FULL_RUN ?= full
@@ -53,7 +53,7 @@ help:
 	@echo "make lab     open JupyterLab on notebooks/ with the project's environment"
 	@echo "make readme  rewrite the README's generated tables from results/*.csv"
 	@echo "make lock    re-resolve requirements.lock (exact versions, hashes) and environment.yml"
-	@echo "make prior   retrain the embedded prior (about 90 min on 2 cores; DEVICE=cuda: minutes)"
+	@echo "make prior   retrain the embedded prior (about 2 h 20 min on 2 cores; DEVICE=cuda: minutes)"
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make check-cuda   a one-minute check of the CUDA code paths (on a GPU machine)"
 	@echo "make run     any run: RUN=name IPCS='10' SEEDS='0 1 2 3 4' REPEATS=1 EPOCHS=100 PRECISION=auto JOBS=2 REDO=1"

@@ -4,7 +4,7 @@ Two workloads, each run per class exactly as :func:`coda_utils.discovery.discove
 (standardize -> [PCA] -> UMAP 50-d -> HDBSCAN -> exactly-IPC post-processing):
 
 * ``embedded``: Fashion-MNIST ``target`` encoded with the shipped prior's VAE (10 classes x ~1,000
-  latents of 4x8x8 = 256 numbers), reference hyperparameters scaled to the class size;
+  latents of 4x16x16 = 1,024 numbers), reference hyperparameters scaled to the class size;
 * ``imagenet``: one synthetic ImageNet-sized class, 1,300 latents of 4x128x128 = 65,536 numbers
   (SDXL at 1024 px) stored as float16, drawn from a mixture of 12 Gaussians of unequal sizes on
   32-dimensional subspaces plus isotropic noise; reference hyperparameters (85 / 55).

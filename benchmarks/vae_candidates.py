@@ -33,7 +33,7 @@ import torch
 from coda_utils import baselines, datasets, evaluation, prior, rundir, setfolder, stats
 from coda_utils.io import read_json, write_json
 
-#: the latent shapes tried (everything else as the first prior)
+#: the latent shapes tried (everything else as the first prior, prior.FIRST_PRIOR)
 CANDIDATES = {
     "v1": {"vae_latent_channels": 4, "decoder_steps": 1000},   # 4x8x8, the first shipped prior
     "c8": {"vae_latent_channels": 8, "decoder_steps": 1000},   # 8x8x8
@@ -41,7 +41,7 @@ CANDIDATES = {
     "v2": {"vae_latent_channels": 16, "decoder_steps": 5000},  # c16's encoder, its decoder fine-tuned 5x longer
     # a finer latent grid instead of more channels: 4x16x16 (the same 1024 numbers as 16x8x8, downsampling 2)
     "f2": {"vae_channels": (32, 64), "vae_latent_channels": 4, "decoder_steps": 0},
-    # f2's encoder, its decoder fine-tuned as in the first prior (the second prior's latent space)
+    # f2's encoder, its decoder fine-tuned as in the first prior: the second (shipped) prior's latent space
     "f2d": {"vae_channels": (32, 64), "vae_latent_channels": 4, "decoder_steps": 1000},
 }
 CONTRASTS = (stats.Contrast("vae_coda_r", "coda_r", "what does the VAE cost R?"),
@@ -51,7 +51,7 @@ CONTRASTS = (stats.Contrast("vae_coda_r", "coda_r", "what does the VAE cost R?")
 def candidate_config(name: str) -> prior.PriorConfig:
     if name not in CANDIDATES:
         raise SystemExit(f"--candidates: unknown candidate {name!r}; choose from {sorted(CANDIDATES)}")
-    return prior.PriorConfig(**CANDIDATES[name])
+    return prior.PriorConfig(**{**prior.FIRST_PRIOR, **CANDIDATES[name]})
 
 
 def train(name: str, work: Path, copy_from: Path | None = None) -> None:

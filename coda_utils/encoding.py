@@ -3,7 +3,7 @@
 The feature of an image is exactly what the UNet denoises: the VAE posterior **mean** (no
 sampling) times ``vae.config.scaling_factor`` (minus ``shift_factor`` first, for the VAEs of
 SD3 / Flux that declare one; SD 1.x, SDXL and the embedded prior do not). For SDXL at
-1024x1024 that is 4x128x128 = 65,536 numbers per image; for the embedded prior (32x32) 4x8x8.
+1024x1024 that is 4x128x128 = 65,536 numbers per image; for the embedded prior (32x32) 4x16x16.
 
 Preprocessing is tied to the pipeline's native resolution ``vae.config.sample_size`` through
 one :class:`~coda_utils.datasets.ResizePolicy`, decided from the sizes of all images

@@ -6,8 +6,8 @@ captions, so that, like SDXL for ImageNet, it is a general prior whose distribut
 from the ``target`` split being distilled (``docs/embedded-world.md``).
 
 The result is a standard diffusers :class:`~diffusers.StableDiffusionPipeline` (CLIP-style
-tokenizer and text encoder, :class:`~diffusers.AutoencoderKL` 32x32 -> 4x8x8 (the latent width is
-``PriorConfig.vae_latent_channels``),
+tokenizer and text encoder, :class:`~diffusers.AutoencoderKL` 32x32 -> 4x16x16 (the second
+prior; the first, :data:`FIRST_PRIOR`, had 4x8x8 latents and cost real images up to 5 points),
 :class:`~diffusers.UNet2DConditionModel`, DPM-Solver++ 2M Karras scheduler with Stable
 Diffusion's scaled-linear betas) saved with ``save_pretrained`` and loaded offline with
 ``DiffusionPipeline.from_pretrained(path)``.
@@ -36,6 +36,7 @@ from .io import atomic_write, write_json
 
 __all__ = [
     "PriorConfig",
+    "FIRST_PRIOR",
     "SYNONYMS",
     "CAPTION_TEMPLATES",
     "web_transform",
@@ -97,24 +98,24 @@ class PriorConfig:
     gamma_range: tuple[float, float] = (0.7, 1.4)
     background_caption_p: float = 0.3
     caption_dropout: float = 0.1
-    # VAE
-    vae_channels: tuple[int, ...] = (16, 32, 32)
+    # VAE: each block after the first halves the 32x32 canvas, so two blocks give 16x16 latents
+    vae_channels: tuple[int, ...] = (32, 64)
     vae_steps: int = 1500
     vae_batch: int = 128
     vae_lr: float = 1e-3
     vae_kl_weight: float = 1e-6
-    vae_latent_channels: int = 4  # latents 4x8x8; wider candidates: benchmarks/vae_candidates.py
+    vae_latent_channels: int = 4  # latents 4x16x16; the candidates tried: benchmarks/vae_candidates.py
     # text encoder
     text_width: int = 64
     text_layers: int = 2
     text_heads: int = 4
     max_tokens: int = 16
     # UNet
-    unet_channels: tuple[int, ...] = (48, 96, 96)
+    unet_channels: tuple[int, ...] = (32, 64, 96)
     unet_layers_per_block: int = 1
     # the highest-resolution levels without cross-attention (0: every level but the lowest has it,
     # as in the first prior; 16x16 latents: 1, since attention over 256 positions costs 3x a step)
-    unet_plain_levels: int = 0
+    unet_plain_levels: int = 1
     unet_steps: int = 6000
     unet_batch: int = 128
     unet_lr: float = 5e-4
@@ -128,6 +129,11 @@ class PriorConfig:
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+#: the first shipped prior (latents 4x8x8, UNet 48-96-96 with cross-attention at every level but
+#: the lowest): ``PriorConfig(**FIRST_PRIOR)`` rebuilds it; the benchmarks compare against it
+FIRST_PRIOR = {"vae_channels": (16, 32, 32), "unet_channels": (48, 96, 96), "unet_plain_levels": 0}
 
 
 # --------------------------------------------------------------------------------------
@@ -681,6 +687,9 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, work_dir: str | Path | No
     vae, decoder_log, decoder_seconds = finetune_decoder(cfg, vae, pool_px, work, progress)
     vae = vae.cpu()
 
+    # the tokenizer as it was made, not as training left it: a fast tokenizer called with padding
+    # and truncation keeps them as its state, and save_pretrained would write them into tokenizer.json
+    tokenizer = prepare_tokenizer(work, cfg, tokenizer_dir)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=build_scheduler(), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
@@ -804,11 +813,12 @@ def write_model_card(model_dir: str | Path, report: dict, quality: dict, round_t
         f"| UNet | `UNet2DConditionModel`, {shape} latents, block channels {tuple(cfg['unet_channels'])}, {attention} | {p['unet']:,} |",
         "| scheduler | `DPMSolverMultistepScheduler`: DPM-Solver++ 2M, Karras sigmas, SD's scaled-linear betas 0.00085-0.012, 1000 steps, epsilon prediction | - |",
         "",
-        "## Training (wall-clock minutes; " + ", ".join(f"{k} trained on {v}" for k, v in report.get("trained_on", {}).items())
-        + "). On a CPU the UNet stage runs at about 0.84 s per step on one thread (measured in an earlier "
-        "4,000-step build: 56 min), so the whole default build takes about 2 hours on one thread and "
-        "roughly 90 minutes on 2 cores; on an H100 the UNet's 6,000 steps took 9 min while sharing the GPU "
-        "with six evaluation processes.",
+        "## Training",
+        "",
+        "Wall-clock minutes of this build (" + ", ".join(f"{k} trained on {v}" for k, v in report.get("trained_on", {}).items())
+        + "); on a CPU they depend on what else ran beside the build. `benchmarks/bench_prior.py` times every "
+        "stage with the build's own code and projects a build on an idle machine.",
+        "",
         f"- VAE: {cfg['vae_steps']} steps, batch {cfg['vae_batch']}, AdamW lr {cfg['vae_lr']} (one-cycle), L1 + MSE + {cfg['vae_kl_weight']} KL; {report['vae_seconds'] / 60:.1f} min.",
         f"- Latent cache: {cfg['latent_passes']} web-transformed passes over the pool, posterior mean and std.",
         f"- Text encoder + UNet jointly: {cfg['unet_steps']} steps, batch {cfg['unet_batch']}, AdamW lr {cfg['unet_lr']} (one-cycle),",

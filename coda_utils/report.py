@@ -185,7 +185,8 @@ def soft_label_table(df: pd.DataFrame, source: str, root: str | Path = ROOT) -> 
     if not table.empty:
         lines += ["Paired contrasts under soft labels (difference A - B in points, 95 % t interval over selection seeds):",
                   "", stats.format_contrasts(table, settings=False), ""]
-    hard_path = Path(root) / BLOCKS["full-protocol"][0]
+    # the hard-label rows published beside this file (results/ or an archived prior's folder)
+    hard_path = Path(root) / Path(source).parent / Path(BLOCKS["full-protocol"][0]).name
     if hard_path.is_file():
         hard = evaluation.read_results(hard_path)
         soft_seeds, hard_seeds = stats.per_seed(df), stats.per_seed(hard)
@@ -293,6 +294,9 @@ def throughput_table(df: pd.DataFrame, source: str) -> str:
     return "\n".join(lines)
 
 
+#: where the results made with the first embedded prior were moved when the second was shipped
+PRIOR_V1_RESULTS = "results/prior_v1"
+
 #: block name -> (result file under the repository root, renderer)
 BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
     "study": ("results/study.csv", study_table),
@@ -303,6 +307,10 @@ BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
     "precision": ("results/bench_evaluation_accuracy.csv", precision_table),
     "precision-fast": ("results/bench_evaluation_accuracy_fast.csv", precision_table),
     "throughput": ("results/bench_evaluation_throughput.csv", throughput_table),
+    # the first embedded prior's (4x8x8 latents) published results, kept for comparison with the second's
+    "full-protocol-prior-v1": (f"{PRIOR_V1_RESULTS}/full_protocol.csv", full_protocol_table),
+    "soft-labels-prior-v1": (f"{PRIOR_V1_RESULTS}/soft_labels.csv", soft_label_table),
+    "ablations-prior-v1": (f"{PRIOR_V1_RESULTS}/ablations.csv", ablation_tables),
 }
 
 

@@ -50,6 +50,8 @@ def test_tiny_training_resumes_and_refuses_stale_checkpoints(tmp_path, small_poo
     report = prior.train_prior(cfg, out, work_dir=tmp_path / "work", pool=small_pool, progress=False)
     assert report["parameters"]["unet"] > 0 and (out / "model_index.json").exists()
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    # the shipped tokenizer is the one made for the run, not one left with training's padding state
+    assert (out / "tokenizer" / "tokenizer.json").read_bytes() == (tmp_path / "work" / "tokenizer" / "tokenizer.json").read_bytes()
     # a second run finds every stage finished and trains nothing more
     again = prior.train_prior(cfg, out, work_dir=tmp_path / "work", pool=small_pool, progress=False)
     assert again["unet_seconds"] == report["unet_seconds"] and again["vae_log"] == report["vae_log"]
@@ -201,3 +203,24 @@ def test_notebook_00_trains_and_measures_a_tiny_prior(tmp_path):
             judge_dir=str(tmp_path / "judge"), figures_dir=str(tmp_path / "figures"), progress=False))
     assert (out / "model_index.json").is_file() and (out / "quality.json").is_file() and (out / "README.md").is_file()
     assert (tmp_path / "judge" / "config.json").is_file() and (tmp_path / "figures" / "prior_samples.png").is_file()
+
+
+def test_make_prior_builds_the_shipped_priors_settings():
+    """`make prior` (notebook 00 at its defaults plus notebooks/params/prior.yaml) trains with every
+    setting of the shipped prior's training report, so that a rebuild is the shipped prior's."""
+    import ast
+
+    import papermill as pm
+    import yaml
+
+    from coda_utils.io import read_json
+
+    root = Path(__file__).resolve().parent.parent
+    nb = {k: ast.literal_eval(v["default"]) for k, v in pm.inspect_notebook(root / "notebooks" / "00_build_prior.ipynb").items()}
+    nb.update(yaml.safe_load((root / "notebooks" / "params" / "prior.yaml").read_text()))
+    shipped = read_json(root / "data" / "models" / "fashion-prior" / "training_report.json")["config"]
+    defaults = prior.PriorConfig().to_dict()
+    fields = set(defaults)
+    # what the notebook sets is the notebook's; every other field is PriorConfig's default
+    built = {**defaults, **{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in nb.items() if k in fields}}
+    assert built == shipped, {k: (built[k], shipped.get(k)) for k in built if built[k] != shipped.get(k)}

@@ -140,7 +140,7 @@ def test_two_processes_evaluate_the_networks_of_one(one_and_two, tmp_path):
 
 def test_scale_takes_the_notebooks_parameters_and_refuses_unknown_ones():
     p = scale.notebook_parameters("03", {"ipc": 3})
-    assert p["ipc"] == 3 and p["gamma"] == 0.5 and p["run_dir"] == "runs/tutorial"  # the notebook's defaults
+    assert p["ipc"] == 3 and p["gamma"] == 0.2 and p["run_dir"] == "runs/tutorial"  # the notebook's defaults
     with pytest.raises(ParameterError, match="no parameter gama"):
         scale.notebook_parameters("03", {"gama": 0.1})
     with pytest.raises(ParameterError, match="`steps`"):
