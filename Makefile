@@ -53,7 +53,7 @@ help:
 	@echo "make lab     open JupyterLab on notebooks/ with the project's environment"
 	@echo "make readme  rewrite the README's generated tables from results/*.csv"
 	@echo "make lock    re-resolve requirements.lock (exact versions, hashes) and environment.yml"
-	@echo "make prior   retrain the embedded prior (about 2 h 20 min on 2 cores; DEVICE=cuda: minutes)"
+	@echo "make prior   retrain the embedded prior (about 2 h 10 min on 2 cores; DEVICE=cuda: minutes)"
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make check-cuda   a one-minute check of the CUDA code paths (on a GPU machine)"
 	@echo "make run     any run: RUN=name IPCS='10' SEEDS='0 1 2 3 4' REPEATS=1 EPOCHS=100 PRECISION=auto JOBS=2 REDO=1"
