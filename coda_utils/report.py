@@ -18,6 +18,8 @@ or per ablation point and seed), which the commands that produce results write t
 compares and exits 1 when a block and its result file disagree (``tests/test_readme.py``).
 ``python -m coda_utils.report collect RUN_DIR --labels hard|soft --out results/NAME.csv`` is how
 a run's rows get there (:func:`collect`): hard- and soft-label rows are published apart.
+``python -m coda_utils.report likeness RUN_DIR --ipc 10`` says how closely each generated (or
+round-tripped) set copies the representatives it was made from (:func:`likeness`).
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ import pandas as pd
 from . import evaluation, stats
 
 __all__ = ["BLOCKS", "render_block", "update_readme", "main", "collect", "study_table", "full_protocol_table",
-           "soft_label_table", "ablation_tables", "precision_table", "throughput_table", "round_trip_table"]
+           "soft_label_table", "ablation_tables", "precision_table", "throughput_table", "round_trip_table",
+           "likeness"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
@@ -363,6 +366,41 @@ def update_readme(readme: str | Path, root: str | Path = ROOT, check: bool = Fal
     return changed
 
 
+def likeness(run_dir: str | Path, ipc: int, methods: tuple[str, ...] = ("coda_g", "vae_coda_r", "unguided", "text_prompt"),
+             reference: str = "coda_r") -> pd.DataFrame:
+    """How closely each method's images copy the reference set's: for every selection seed of
+    ``reference`` at ``ipc`` in the run, the mean over images of the PSNR (dB, 8-bit pixels) of a
+    method's image against the reference image of the same file name (same class and rank: a
+    generated image and the representative it was made from). One row per method and seed;
+    a method's set that is missing or unfinished is skipped. Images that are equal count as
+    100 dB."""
+    from . import rundir, setfolder
+
+    run = rundir.RunDir(run_dir)
+    rows = []
+    for ref_dir in run.set_dirs(reference, ipc):
+        meta = setfolder.read_manifest(ref_dir) if setfolder.is_finished(ref_dir) else {}
+        if meta.get("ipc") != ipc or "selection_seed" not in meta:
+            continue
+        seed = int(meta["selection_seed"])
+        ref = setfolder.read_set(ref_dir)
+        for m in methods:
+            other_dir = run.set_dir(m, ipc, seed)
+            if not setfolder.is_finished(other_dir):
+                continue
+            other_meta = setfolder.read_manifest(other_dir)
+            # read_set orders images by class, then file name: equal file lists pair image with image
+            if sorted(other_meta.get("files", [])) != sorted(meta.get("files", [])) or other_meta.get("classes") != meta.get("classes"):
+                raise ValueError(f"{other_dir} and {ref_dir} hold different files: they are not one image per "
+                                 "representative, so their images cannot be paired")
+            other = setfolder.read_set(other_dir)
+            a, b = ref.images.double(), other.images.double()
+            mse = ((a - b) ** 2).flatten(1).mean(1).clamp(min=255.0 ** 2 * 1e-10)
+            rows.append({"method": m, "reference": reference, "ipc": ipc, "selection_seed": seed,
+                         "images": len(a), "psnr_db": float((10 * np.log10(255.0 ** 2 / mse.numpy())).mean())})
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -373,7 +411,21 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("run_dir", type=Path)
     c.add_argument("--labels", choices=["hard", "soft"], required=True)
     c.add_argument("--out", type=Path, required=True)
+    k = sub.add_parser("likeness", help="how closely each method's images copy their representatives (PSNR)")
+    k.add_argument("run_dir", type=Path)
+    k.add_argument("--ipc", type=int, required=True)
+    k.add_argument("--reference", default="coda_r")
     args = parser.parse_args(argv)
+    if args.command == "likeness":
+        df = likeness(args.run_dir, args.ipc, reference=args.reference)
+        if df.empty:
+            print(f"{args.run_dir}: no finished {args.reference} sets at IPC {args.ipc} with sets to compare")
+            return 1
+        out = df.groupby("method", sort=False)["psnr_db"].agg(["mean", "std", "count"])
+        print(f"mean per-image PSNR (dB) to the {args.reference} image of the same name, IPC {args.ipc}, "
+              "mean and std over selection seeds:")
+        print(out.round(2).to_string())
+        return 0
     if args.command == "collect":
         collect(args.run_dir, args.labels, args.out)
         return 0

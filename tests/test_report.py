@@ -102,3 +102,28 @@ def test_collect_publishes_hard_and_soft_label_rows_apart(tmp_path):
     assert "91.0 % on the test split" in text and "| method | rded | dc | rded - dc |" in text
     assert "| 5 pairs |" in text and "+9.0" in text  # each method's soft-label rows minus its hard-label rows, by seed
     assert "| dc |" not in text.split("The same sets")[0]  # the soft-label table holds no hard-label row
+
+
+def test_likeness_pairs_each_image_with_its_representative(tmp_path):
+    """PSNR per image against the reference image of the same name: an offset of one grey level
+    is 48.13 dB, a copy 100 dB; a set of other files cannot be paired."""
+    from coda_utils import rundir, setfolder
+
+    run = rundir.RunDir(tmp_path)
+    rng = np.random.default_rng(0)
+    ref = rng.integers(10, 240, size=(4, 1, 8, 8), dtype=np.uint8)
+    labels, classes = [0, 0, 1, 1], ["a", "b"]
+    for seed in (0, 1):
+        meta = {"ipc": 2, "selection_seed": seed}
+        setfolder.write_set(run.set_dir("coda_r", 2, seed), ref, labels, classes, meta)
+        setfolder.write_set(run.set_dir("coda_g", 2, seed), ref + 1, labels, classes, meta)
+        setfolder.write_set(run.set_dir("vae_coda_r", 2, seed), ref, labels, classes, meta)
+    # a set at another IPC whose folder name starts alike (coda_r_ipc20...) is not read as IPC 2
+    setfolder.write_set(run.set_dir("coda_r", 20, 0), ref, labels, classes, {"ipc": 20, "selection_seed": 0})
+    df = report.likeness(tmp_path, 2, methods=("coda_g", "vae_coda_r", "unguided"))
+    assert sorted(df["selection_seed"].unique()) == [0, 1] and set(df["method"]) == {"coda_g", "vae_coda_r"}
+    assert np.allclose(df[df["method"] == "coda_g"]["psnr_db"], 20 * np.log10(255.0))  # mse 1: 48.13 dB
+    assert np.allclose(df[df["method"] == "vae_coda_r"]["psnr_db"], 100.0)
+    setfolder.write_set(run.set_dir("coda_g", 2, 0), ref[:2], [0, 1], classes, {"ipc": 2, "selection_seed": 0})
+    with pytest.raises(ValueError, match="cannot be paired"):
+        report.likeness(tmp_path, 2, methods=("coda_g",))
