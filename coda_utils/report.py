@@ -380,7 +380,7 @@ def likeness(run_dir: str | Path, ipc: int, methods: tuple[str, ...] = ("coda_g"
     rows = []
     for ref_dir in run.set_dirs(reference, ipc):
         meta = setfolder.read_manifest(ref_dir) if setfolder.is_finished(ref_dir) else {}
-        if meta.get("ipc") != ipc or "selection_seed" not in meta:
+        if "selection_seed" not in meta:
             continue
         seed = int(meta["selection_seed"])
         ref = setfolder.read_set(ref_dir)

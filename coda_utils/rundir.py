@@ -137,8 +137,10 @@ class RunDir(_Folder):
         return self.root / "sets" / f"{name}{suffix}"
 
     def set_dirs(self, method: str, ipc: int) -> list[Path]:
-        """Every set of ``method`` at ``ipc`` in the run (all seeds and suffixes)."""
-        return sorted((self.root / "sets").glob(f"{method}_ipc{int(ipc)}*"))
+        """Every set of ``method`` at ``ipc`` in the run (all seeds and suffixes); not the sets at
+        an IPC that starts with the same digits (``coda_r_ipc10_seed0`` is not a set at IPC 1)."""
+        prefix = f"{method}_ipc{int(ipc)}"
+        return sorted(d for d in (self.root / "sets").glob(f"{prefix}*") if not d.name[len(prefix):][:1].isdigit())
 
     # 03 ---------------------------------------------------------------------------------
     def frechet(self, ipc: int, seed: int, suffix: str = "") -> Path:

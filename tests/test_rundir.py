@@ -30,6 +30,16 @@ def test_set_names_carry_the_seed_except_for_deterministic_methods(tmp_path):
     assert run.latents == tmp_path / "study" / "latents" and not (tmp_path / "study").exists()  # naming creates nothing
 
 
+def test_set_dirs_finds_every_seed_and_suffix_at_one_ipc_only(tmp_path):
+    run = RunDir(tmp_path / "study")
+    for ipc, seed, suffix in [(1, 0, ""), (1, 1, "_gamma0.1"), (10, 0, ""), (100, 0, "")]:
+        run.set_dir("coda_g", ipc, seed, suffix).mkdir(parents=True)
+    run.set_dir("herding", 1, None).mkdir()
+    assert [d.name for d in run.set_dirs("coda_g", 1)] == ["coda_g_ipc1_seed0", "coda_g_ipc1_seed1_gamma0.1"]
+    assert [d.name for d in run.set_dirs("coda_g", 10)] == ["coda_g_ipc10_seed0"]
+    assert [d.name for d in run.set_dirs("herding", 1)] == ["herding_ipc1"]
+
+
 def test_networks_for_gives_a_deterministic_method_as_many_networks_as_the_others_get_sets():
     assert rundir.networks_for("coda_r", [0, 1, 2], 1) == [(0, 1), (1, 1), (2, 1)]
     assert rundir.networks_for("herding", [0, 1, 2, 3, 4], 1) == [(0, 5)]
