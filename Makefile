@@ -20,7 +20,8 @@ SEEDS ?= 0 1 2 3 4
 REPEATS ?= 1
 STUDY_EPOCHS ?= 100
 EPOCHS ?= $(STUDY_EPOCHS)
-PRECISION ?= auto
+# fp32: the same numbers on every CPU (coda_utils.numerics); auto / bf16: the fast path, CPU-dependent
+PRECISION ?= fp32
 JOBS ?= 2
 # Every stage of a run has THREADS threads: JOBS processes share the cores, and a process with
 # two OpenMP threads on a core that another process keeps busy runs tens of times slower.
@@ -56,32 +57,59 @@ help:
 	@echo "make prior   retrain the embedded prior (about 2 h 10 min on 2 cores; DEVICE=cuda: minutes)"
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make check-cuda   a one-minute check of the CUDA code paths (on a GPU machine)"
-	@echo "make run     any run: RUN=name IPCS='10' SEEDS='0 1 2 3 4' REPEATS=1 EPOCHS=100 PRECISION=auto JOBS=2 REDO=1"
+	@echo "make run     any run: RUN=name IPCS='10' SEEDS='0 1 2 3 4' REPEATS=1 EPOCHS=100 PRECISION=fp32 JOBS=2 REDO=1"
 	@echo "             (make study RUN=other: the study into runs/other, nothing published)"
 
-# The environment: exact versions and hashes from the lock (torch: the CPU wheel of the machine's
-# wheel directory, never a CUDA build), then the project itself without dependencies. The stamp
-# records what the venv was made from: the lock, pyproject.toml and this checkout's path. A venv
-# made from exactly that (a fresh clone's mtimes do not matter) is used as it is; one made for
-# another lock or another checkout (a venv shared between clones) is brought to this lock (pip
-# changes only the packages pinned differently) and the project is installed from this checkout.
-ENV_ID = $$(cat pyproject.toml $(LOCK) | sha256sum | cut -c1-16) $(CURDIR)
-$(STAMP): pyproject.toml $(LOCK)
+# The environment, in three steps. (1) torch alone, at pyproject.toml's version (torch==2.13.0),
+# from pip's configured index, or from TORCH_INDEX (passed as --index-url) when set: PyPI serves the
+# platform's default build (Linux: the CUDA build, with its CUDA libraries; macOS, Windows: CPU),
+# so a Linux machine picks its build with TORCH_INDEX, e.g.
+#   make study TORCH_INDEX=https://download.pytorch.org/whl/cpu     (CPU only)
+#   make study TORCH_INDEX=https://download.pytorch.org/whl/cu128   (CUDA 12.8)
+# (2) every other package at the exact version and hash of the lock (--require-hashes --no-deps:
+# nothing is resolved; the lock's markers pick the platform's and the Python's packages); (3) the
+# project itself without dependencies. The stamp records what the venv was made from: the lock,
+# pyproject.toml, this checkout's path and TORCH_INDEX. A venv made from exactly that (a fresh
+# clone's mtimes do not matter) is used as it is; one made for another lock or another checkout
+# (a venv shared between clones) is brought to this lock (pip changes only the packages pinned
+# differently) and the project is installed from this checkout; one made with another TORCH_INDEX
+# gets its torch reinstalled from this one. Without TORCH_INDEX a venv keeps the torch index it
+# was made with (make test after make study TORCH_INDEX=...); TORCH_INDEX= (empty) goes back to pip's.
+TORCH_STAMPED := $(patsubst torch:%,%,$(strip $(shell grep -o ' torch:.*' $(STAMP) 2>/dev/null)))
+TORCH_INDEX ?= $(TORCH_STAMPED)
+TORCH_FROM = $(if $(TORCH_INDEX), torch:$(TORCH_INDEX))
+ENV_ID = $$(cat pyproject.toml $(LOCK) | sha256sum | cut -c1-16) $(CURDIR)$(TORCH_FROM)
+PIP_INSTALL = $(PY) -m pip install -q --disable-pip-version-check
+$(STAMP): pyproject.toml $(LOCK) $(if $(filter-out x$(TORCH_STAMPED),x$(TORCH_INDEX)),coda-torch-index-changed)
 	@if [ -f $(STAMP) ] && [ "$$(cat $(STAMP))" = "$(ENV_ID)" ]; then touch $(STAMP); exit 0; fi; \
 	test -x $(PY) || $(PYTHON) -m venv $(VENV); \
-	if [ -f $(STAMP) ]; then echo "$(VENV) was made from another lock or checkout ($$(cat $(STAMP))): bringing it to this one"; fi; \
-	$(PY) -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r $(LOCK) && \
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . && \
+	if [ -f $(STAMP) ]; then echo "$(VENV) was made from another lock, checkout or TORCH_INDEX ($$(cat $(STAMP))): bringing it to this one"; \
+	    if [ "$$(grep -o ' torch:.*' $(STAMP))" != "$(TORCH_FROM)" ]; then \
+	        $(PY) -m pip uninstall -q -y torch; fi; fi; \
+	torch=$$($(PY) -m coda_utils.environment --torch-requirement) && \
+	$(PIP_INSTALL) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$$torch" && \
+	$(PIP_INSTALL) --require-hashes --no-deps -r $(LOCK) && \
+	$(PIP_INSTALL) --no-deps --no-build-isolation -e . && \
 	$(PY) -m coda_utils.environment --check-installed && \
 	echo "$(ENV_ID)" > $(STAMP)
+coda-torch-index-changed:
 
-# Re-resolve the lock from pyproject.toml with pip-tools (in its own throw-away venv), then pin
-# environment.yml to the same versions. Run after changing a dependency; commit both files.
+# Re-resolve the lock from pyproject.toml with uv (in its own throw-away venv): one universal lock
+# for Linux, macOS and Windows and CPython LOCK_PYTHON and later, hashes of every file, no index
+# or path of this machine, the versions of the existing lock kept where they still resolve. torch
+# and its GPU runtime (triton, nvidia-*, cuda-*) are left out: the install's torch step brings
+# them (a first pass finds their names). Then pin environment.yml to the same versions. Run after
+# changing a dependency; commit both files.
+UV_VERSION := 0.13.9
+LOCK_PYTHON := 3.11
+LOCK_UV = build/lock-venv/bin/uv pip compile -q --universal --python-version $(LOCK_PYTHON) --extra test
 lock:
-	@test -x build/lock-venv/bin/pip-compile || { $(PYTHON) -m venv build/lock-venv && \
-	    build/lock-venv/bin/pip install -q --disable-pip-version-check "pip-tools==7.6.2"; }
-	build/lock-venv/bin/pip-compile -q --generate-hashes --allow-unsafe --extra test --strip-extras \
-	    --no-emit-index-url --output-file $(LOCK) pyproject.toml
+	@test -x build/lock-venv/bin/uv && build/lock-venv/bin/uv --version | grep -q " $(UV_VERSION)" || \
+	    { $(PYTHON) -m venv build/lock-venv && build/lock-venv/bin/pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"; }
+	$(LOCK_UV) --no-header --no-annotate --output-file build/lock-all.txt pyproject.toml
+	$(LOCK_UV) --generate-hashes --custom-compile-command "make lock" \
+	    $$(grep -o -E '^(torch|triton|nvidia-[^= ]*|cuda-[^= ]*)==' build/lock-all.txt | sed 's/==$$//; s/^/--no-emit-package /') \
+	    --output-file $(LOCK) pyproject.toml
 	$(PYTHON) -m coda_utils.environment --write-environment-yml
 
 data: $(STAMP)
@@ -192,25 +220,44 @@ readme: $(STAMP)
 
 # --------------------------------------------------------------------------------------------
 unit: data
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -p no:cacheprovider tests
 
 # nbval: the notebooks as stored (executed at their defaults by `make notebooks`) are re-executed
 # from scratch and every output is compared with the stored one (tests/nbval_sanitize.cfg
 # replaces only what legitimately changes: timings, rates, addresses, paths). The copies run in
-# build/nbval/, so their run folder (build/nbval/runs/tutorial) starts empty.
+# build/nbval/, so their run folder (build/nbval/runs/tutorial) starts empty. The notebooks form
+# two chains that share nothing, run side by side on the two cores (one thread each, as every
+# process of the study: coda_utils.numerics), and 06 draws from both:
+#   NB_MAIN: 01 encode -> 02 discover -> 03 generate -> 04 evaluate (the run folder)
+#   NB_SIDE: 00 build prior (its own folder) and 05 ablations (its own folder and latent cache)
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
-nbval: data
+NB_MAIN := $(filter notebooks/01_% notebooks/02_% notebooks/03_% notebooks/04_%,$(NOTEBOOKS))
+NB_SIDE := $(filter notebooks/00_% notebooks/05_%,$(NOTEBOOKS))
+NB_LAST := $(filter-out $(NB_MAIN) $(NB_SIDE),$(NOTEBOOKS))
+NBVAL = $(PY) -m pytest -q -p no:cacheprovider --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval
+.PHONY: nbval-copy nbval-main nbval-side
+nbval-copy: data
 	rm -rf build/nbval && mkdir -p build/nbval && cp $(NOTEBOOKS) build/nbval/
-	$(PY) -m pytest -q --nbval build/nbval/*.ipynb --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+nbval-main nbval-side: nbval-copy
+	$(NBVAL) $(addprefix build/nbval/,$(notdir $(if $(filter nbval-main,$@),$(NB_MAIN),$(NB_SIDE))))
+nbval: data
+	$(MAKE) --no-print-directory -j2 --output-sync=target nbval-main nbval-side
+	$(NBVAL) $(addprefix build/nbval/,$(notdir $(NB_LAST)))
 
-# Re-execute the stored notebooks in place, in order, at their defaults, in one run folder
-# (notebooks/runs/tutorial: the folder a reader's JupyterLab uses), and copy their figures to
-# figures/tutorial/. Run it whenever the prior, a default or the code behind an output changes.
+# Re-execute the stored notebooks in place, at their defaults, in one run folder
+# (notebooks/runs/tutorial: the folder a reader's JupyterLab uses), the two chains side by side
+# and then 06, and copy their figures to figures/tutorial/. Run it whenever the prior, a default
+# or the code behind an output changes.
+.PHONY: notebooks-main notebooks-side
+notebooks-main notebooks-side:
+	@for nb in $(if $(filter notebooks-main,$@),$(NB_MAIN),$(NB_SIDE)); do \
+	    $(PM) --cwd notebooks $$nb build/$$nb && mv build/$$nb $$nb || exit 1; \
+	done
 notebooks: data
 	rm -rf notebooks/runs/tutorial && mkdir -p build/notebooks
-	@start=$$(date +%s); for nb in $(NOTEBOOKS); do \
-	    $(PM) --cwd notebooks $$nb build/$$nb && mv build/$$nb $$nb || exit 1; \
-	done; \
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory -j2 --output-sync=target notebooks-main notebooks-side && \
+	for nb in $(NB_LAST); do $(PM) --cwd notebooks $$nb build/$$nb && mv build/$$nb $$nb || exit 1; done; \
 	rm -rf figures/tutorial && mkdir -p figures/tutorial && \
 	cp notebooks/runs/tutorial/figures/*.png notebooks/runs/tutorial/prior/figures/*.png figures/tutorial/ && \
 	echo "make notebooks: done in $$(( $$(date +%s) - start )) s"
@@ -221,7 +268,13 @@ LAB_ARGS ?=
 lab: data
 	$(PY) -m jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-test: unit nbval
+# the unit tests and the two nbval chains on the two cores (unit, then the side chain, beside the
+# main chain), then 06
+test: data
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory -j2 --output-sync=target nbval-main unit nbval-side && \
+	$(NBVAL) $(addprefix build/nbval/,$(notdir $(NB_LAST))) && \
+	echo "make test: done in $$(( $$(date +%s) - start )) s"
 
 prior: data
 	@mkdir -p runs/prior-build
@@ -233,6 +286,7 @@ bench: data
 	$(PY) benchmarks/bench_evaluation.py
 	$(PY) benchmarks/bench_generation.py
 	$(PY) benchmarks/bench_discovery.py
+	$(PY) benchmarks/bench_numerics.py
 
 check-cuda: data
 	$(PY) benchmarks/check_cuda.py

@@ -2,6 +2,7 @@
 
 One module per stage or concern:
 
+- :mod:`coda_utils.numerics`       the portable CPU code paths (pinned when coda_utils is imported)
 - :mod:`coda_utils.datasets`       Fashion-MNIST splits, ImageFolder / ImageNet subsets, the one IPC check
 - :mod:`coda_utils.io`             atomic writes, JSON files, content hashes, folder locks
 - :mod:`coda_utils.setfolder`      the set folder (ImageFolder + manifest.json): its one writer and reader, its channels
@@ -24,4 +25,10 @@ One module per stage or concern:
 - :mod:`coda_utils.judge`          the judge classifier and Frechet distance for prior quality
 - :mod:`coda_utils.tiny_pipelines` tiny random diffusers pipelines for tests and GPU checks
 """
+# Before anything loads numba, numpy or torch: pin their CPU code paths (coda_utils.numerics),
+# so that every notebook, script and test computes the same bits on any x86-64 CPU.
+from coda_utils import numerics as _numerics
+
+_numerics.pin()
+
 __version__ = "0.1.0"

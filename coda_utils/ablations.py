@@ -118,7 +118,7 @@ class AblationRunner:
     selection_seeds: list = field(default_factory=lambda: [0, 1, 2])
     epochs: int | None = 100
     repeats: int = 1
-    precision: str = "auto"
+    precision: str = "fp32"
     device: str = "cpu"
     progress: bool = True
     arch: str = "convnet3"

@@ -349,6 +349,19 @@ def _check_or_record_settings(out_dir: Path, settings: dict, legacy: dict | None
     write_json(path, settings)
 
 
+def _remove_damaged(out_dir: Path) -> None:
+    """Delete the images of a finished set that no longer match its manifest's records (a line
+    names each), so that :func:`generate_set` makes exactly those again."""
+    try:
+        bad = setfolder.damaged(out_dir)
+    except setfolder.CorruptSetError as e:  # the manifest itself: written again at the end
+        print(f"set {out_dir}: {e.problem}; the manifest is written again", flush=True)
+        return
+    for f, problem in bad.items():
+        print(f"set {out_dir}: replacing {out_dir / f} ({problem}): generating it again", flush=True)
+        (out_dir / f).unlink(missing_ok=True)
+
+
 def generate_set(
     pipe,
     out_dir: str | Path,
@@ -388,8 +401,11 @@ def generate_set(
     image): a folder made otherwise raises :class:`StaleSetError`. Each file is written atomically. ``manifest.json`` (prompt,
     representative index, seed per image, parameters, model id, versions) is written last, after
     every image; while images are missing the folder has no manifest, so no later stage takes it
-    for a finished set. The folder is locked while it is written: a second process generating
-    into it is refused (:class:`~coda_utils.io.FolderBusyError`).
+    for a finished set. A finished set whose images no longer match the manifest's records
+    (size and SHA-256) gets exactly the damaged or missing images generated again, byte for byte,
+    with a line naming each. The folder is locked while it is written: a second process generating
+    into it is refused (:class:`~coda_utils.io.FolderBusyError`). ``steps`` beyond the
+    scheduler's ``num_train_timesteps`` are refused.
 
     ``processes``: the process group of an ``accelerate launch``
     (:func:`coda_utils.parallel.processes`): each process makes every ``num_processes``-th
@@ -403,6 +419,10 @@ def generate_set(
     out_dir = Path(out_dir)
     if int(steps) < 1:
         raise ValueError(f"steps must be at least 1, got {steps!r} (parameter `steps`)")
+    train_steps = getattr(pipe.scheduler.config, "num_train_timesteps", None)
+    if train_steps is not None and int(steps) > int(train_steps):
+        raise ValueError(f"steps = {steps!r}: the scheduler of this model was trained with {int(train_steps)} timesteps, "
+                         f"more steps are not distinct timesteps (parameter `steps`, at most {int(train_steps)})")
     ipc = check_ipc(ipc)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -435,6 +455,7 @@ def generate_set(
         legacy = {"channels": vae_channels}  # a set made before channels were recorded has its VAE's
         if main:
             _check_or_record_settings(out_dir, settings, legacy)
+            _remove_damaged(out_dir)
         parallel.barrier(processes)
         if not main and read_json(out_dir / ".settings.json") != json.loads(json.dumps(settings)):
             raise StaleSetError(f"{out_dir}: the first process recorded other settings than this one has; every "
@@ -442,6 +463,7 @@ def generate_set(
 
         def missing(batch):
             return [(c, k) for c, k in batch if not setfolder.image_path(out_dir, class_ids[c], k).exists()]
+
 
         todo = [b for b in batches if missing(b)]
         if todo and main:  # complete or absent: no manifest while images are missing

@@ -39,6 +39,15 @@ The cache (:class:`LatentCache`) is a directory::
 Every file is written atomically and ``cache.json`` is updated after each class, so an
 interrupted run resumes at the first unfinished class. A cache made with other settings is
 refused (:class:`StaleCacheError`) with a message that says how to rebuild it.
+
+``cache.json`` is the cache's record, rewritten after each class's files: besides the list
+of finished classes (``done``) it lists every class file with its size and SHA-256
+(``files``). A reader (:meth:`LatentCache.latents`, :meth:`LatentCache.indices`) checks a
+file's size on every read and its hash (once per process) when the cache is complete, and
+refuses a damaged file with :class:`CorruptCacheError`, naming it; re-running notebook 01 with
+the same parameters checks every file against its record and encodes again exactly the
+classes whose files are damaged or missing (saying which files it replaces), byte for byte
+what they held.
 """
 from __future__ import annotations
 
@@ -56,13 +65,14 @@ import torch
 
 from .datasets import REPO_ROOT, LabeledImages, ResizePolicy, decide_resize
 from . import parallel
-from .io import atomic_write, exclusive, read_json, write_json
+from .io import CorruptFileError, atomic_write, check_file, exclusive, file_record, read_json, write_json
 from .setfolder import set_channels
 
 __all__ = [
     "CACHE_FORMAT",
     "LatentCache",
     "StaleCacheError",
+    "CorruptCacheError",
     "NonFiniteLatentError",
     "get_vae",
     "load_vae",
@@ -84,6 +94,19 @@ FLOAT16_ABOVE = 16_384
 
 class StaleCacheError(RuntimeError):
     """A latent cache exists but was made with other settings (or for another dataset)."""
+
+
+class CorruptCacheError(CorruptFileError):
+    """A file of a latent cache is damaged or missing (it no longer matches ``cache.json``)."""
+
+
+#: the keys of ``cache.json`` that record progress (not settings)
+_RECORD_KEYS = ("done", "files")
+
+
+def _repair_action(root) -> str:
+    return ("run notebook 01 again with the same parameters: it encodes exactly the damaged class again "
+            "(rebuild=True encodes everything)")
 
 
 class NonFiniteLatentError(ValueError):
@@ -291,7 +314,8 @@ class LatentCache:
         if not path.is_file():
             raise FileNotFoundError(f"{root} is not a latent cache (no cache.json); make one with "
                                     "coda_utils.encoding.encode_dataset (notebooks/01_encode.ipynb)")
-        meta = read_json(path)
+        meta = read_json(path, f"the latent cache's record is damaged: run notebook 01 with rebuild=True (or delete {root}) "
+                               "to encode again")
         if meta.get("format") != CACHE_FORMAT:
             raise StaleCacheError(f"{path} has format {meta.get('format')!r}, expected {CACHE_FORMAT!r}; delete {root} "
                                   "and encode again")
@@ -328,20 +352,54 @@ class LatentCache:
         return list(self.meta["counts"])
 
     def latents(self, c: int, dtype: Any = None, mmap: bool = False) -> np.ndarray:
-        """Latents of class ``c``, ``n_c x C x h x w`` (as stored unless ``dtype`` is given)."""
+        """Latents of class ``c``, ``n_c x C x h x w`` (as stored unless ``dtype`` is given).
+
+        Raises:
+            CorruptCacheError: the class file does not match its record in ``cache.json``
+                (size, or hash when the cache is complete) or does not load; the message names
+                the file and says how to repair it.
+        """
         self._check_done(c)
-        a = np.load(self.root / _class_file(c), mmap_mode="r" if mmap else None, allow_pickle=False)
+        a = self._load(_class_file(c), mmap)
+        if a.shape != (self.counts[c], *self.latent_shape):
+            raise CorruptCacheError(self.root / _class_file(c), f"holds latents of shape {a.shape}, the cache records "
+                                    f"{(self.counts[c], *self.latent_shape)}", _repair_action(self.root))
         return a if dtype is None else a.astype(dtype, copy=False)
 
     def indices(self, c: int) -> np.ndarray:
         """Positions (into the encoded dataset) of class ``c``'s images, in latent order."""
         self._check_done(c)
-        return np.load(self.root / _index_file(c), allow_pickle=False)[0]
+        return self._load(_index_file(c))[0]
 
     def source_indices(self, c: int) -> np.ndarray:
         """Source indices (``LabeledImages.source_indices``) of class ``c``'s images."""
         self._check_done(c)
-        return np.load(self.root / _index_file(c), allow_pickle=False)[1]
+        return self._load(_index_file(c))[1]
+
+    def _load(self, name: str, mmap: bool = False) -> np.ndarray:
+        """One file of the cache, checked against its record first (size always, the hash once
+        per process when the cache is complete); a damaged file raises :class:`CorruptCacheError`."""
+        path = self.root / name
+        record = self.meta.get("files", {}).get(name)
+        problem = check_file(path, record, full=self.complete) if record is not None else _npy_problem(path)
+        if problem is None:
+            try:
+                return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                problem = f"does not load ({e})"
+        raise CorruptCacheError(path, f"damaged latent cache file: {problem}", _repair_action(self.root))
+
+    def verify(self) -> dict[str, str]:
+        """Every damaged or missing file of the finished classes: ``{file name: what is wrong}``
+        (empty when every file matches its record)."""
+        bad = {}
+        for c in self.meta["done"]:
+            for name in (_class_file(c), _index_file(c)):
+                record = self.meta.get("files", {}).get(name)
+                problem = check_file(self.root / name, record) if record is not None else _npy_problem(self.root / name)
+                if problem is not None:
+                    bad[name] = problem
+        return bad
 
     def _check_done(self, c: int) -> None:
         if c not in set(self.meta["done"]):
@@ -468,6 +526,10 @@ def encode_dataset(
             the message names the file and the ``resize`` parameter.
     """
     # 1. Check inputs and decide the resize policy from every image's size
+    if data.num_classes < 2:
+        raise ValueError(f"{data.name} has {data.num_classes} class(es) ({', '.join(map(str, data.classes)) or 'none'}): "
+                         "a distilled set is evaluated by a classifier, which needs at least 2 classes; point data_root "
+                         "at a tree with 2 or more class folders (or raise class_limit)")
     vae = get_vae(vae_or_pipe)
     if dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False)):
         warnings.warn("this VAE's config says force_upcast (the stock SDXL VAE overflows in float16): encode in float32 "
@@ -495,10 +557,11 @@ def encode_dataset(
     main = parallel.is_main(processes)
     # the first process holds the cache's lock (a second job is refused), the others their own
     with exclusive(root, "cache" if main else f"cache.rank{parallel.rank(processes)}"):
+        files: dict[str, dict] = {}
         if main:
-            _check_or_start_cache(root, settings, rebuild)
+            files = _check_or_start_cache(root, settings, rebuild, data.counts())
         parallel.barrier(processes)
-        if not main and {k: v for k, v in read_json(meta_path).items() if k != "done"} != settings:
+        if not main and {k: v for k, v in read_json(meta_path).items() if k not in _RECORD_KEYS} != settings:
             raise StaleCacheError(f"{root}: the first process wrote other settings than this one computed; "
                                   "every process of a launch must get the same parameters")
         done = [c for c in range(data.num_classes) if _class_finished(root, c)]
@@ -539,12 +602,17 @@ def encode_dataset(
             _save_npy(root / _index_file(c), np.stack([pos, data.source_indices[pos]]).astype(np.int64))
             done.append(c)
             if parallel.world(processes) == 1:  # several processes: the first records them all below
-                write_json(meta_path, {**settings, "done": sorted(done)})
+                files.update(_class_records(root, c))
+                write_json(meta_path, {**settings, "done": sorted(done), "files": _sorted(files)})  # the record, last
         if bar is not None:
             bar.close()
         parallel.barrier(processes)
         if main and parallel.world(processes) > 1:
-            write_json(meta_path, {**settings, "done": [c for c in range(data.num_classes) if _class_finished(root, c)]})
+            done = [c for c in range(data.num_classes) if _class_finished(root, c)]
+            for c in done:
+                if _class_file(c) not in files:
+                    files.update(_class_records(root, c))
+            write_json(meta_path, {**settings, "done": done, "files": _sorted(files)})
         parallel.barrier(processes)
     return LatentCache.load(root)
 
@@ -598,16 +666,54 @@ def _class_finished(root: Path, c: int) -> bool:
     return (root / _class_file(c)).is_file() and (root / _index_file(c)).is_file()
 
 
-def _check_or_start_cache(root: Path, settings: dict, rebuild: bool) -> None:
+def _class_records(root: Path, c: int) -> dict[str, dict]:
+    return {name: file_record(root / name) for name in (_class_file(c), _index_file(c))}
+
+
+def _sorted(files: dict) -> dict:
+    return {k: files[k] for k in sorted(files)}
+
+
+def _npy_problem(path: Path, shape: tuple | None = None) -> str | None:
+    """What is wrong with an ``.npy`` file that has no record (a cache made before records were
+    kept): missing, a header that does not parse, fewer bytes than its header announces, or
+    another shape than ``shape``. ``None`` when it looks whole (cheap: the header and the size)."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shp, _, dtype = read(fh)
+            start = fh.tell()
+    except FileNotFoundError:
+        return "missing"
+    except (ValueError, OSError, EOFError) as e:
+        return f"no readable .npy header ({e})"
+    want = start + int(np.prod(shp)) * dtype.itemsize
+    size = path.stat().st_size
+    if size != want:
+        return f"{size:,} bytes where its header announces {want:,} (truncated?)"
+    if shape is not None and tuple(shp[:len(shape)]) != tuple(shape):
+        return f"shape {tuple(shp)}, expected {tuple(shape)}"
+    return None
+
+
+def _check_or_start_cache(root: Path, settings: dict, rebuild: bool, counts: Sequence[int] = ()) -> dict[str, dict]:
     """Start ``root/cache.json`` with ``settings`` (deleting an old cache's files with
-    ``rebuild``), or keep a cache made with these very settings; refuse one made otherwise."""
+    ``rebuild``), or keep a cache made with these very settings; refuse one made otherwise.
+
+    Every file of a kept class is checked against its record (size and SHA-256; a cache made
+    before records were kept: its ``.npy`` header and size, then recorded): the files of a
+    damaged or missing class are deleted and the class dropped from ``done``, so that it is
+    encoded again, and a line names each file replaced. Returns the records of the kept files."""
     meta_path = root / "cache.json"
     done: list[int] = []
+    files: dict[str, dict] = {}
     if rebuild:
         _remove_cache(root)
     elif meta_path.is_file():
-        old = read_json(meta_path)
-        old_settings = {k: v for k, v in old.items() if k != "done"}
+        old = read_json(meta_path, f"the latent cache's record is damaged: run notebook 01 with rebuild=True (or delete "
+                                   f"{root}) to encode again")
+        old_settings = {k: v for k, v in old.items() if k not in _RECORD_KEYS}
         if "resize_policy" not in old_settings and old_settings == {k: v for k, v in settings.items()
                                                                       if k != "resize_policy"}:
             old_settings["resize_policy"] = settings["resize_policy"]  # made before policies were recorded: same size and mode
@@ -621,8 +727,41 @@ def _check_or_start_cache(root: Path, settings: dict, rebuild: bool) -> None:
                 f"{root} holds a latent cache made with other settings (differs in: {', '.join(diff)}). "
                 f"Delete the directory (rm -r {root}) or pass rebuild=True to encode again."
             )
-        done = [c for c in old["done"] if _class_finished(root, c)]
-    write_json(meta_path, {**settings, "done": done})
+        records = old.get("files") or {}
+        shape = tuple(settings.get("latent_shape", ()))
+        for c in sorted(set(old["done"])):
+            problems = {}
+            for name in (_class_file(c), _index_file(c)):
+                if name in records:
+                    problems[name] = check_file(root / name, records[name])
+                else:  # made before records were kept: the header and the size must agree
+                    n = counts[c] if c < len(counts) else None
+                    want = None if n is None else ((n, *shape) if name == _class_file(c) else (2, n))
+                    problems[name] = _npy_problem(root / name, want)
+            bad = {k: v for k, v in problems.items() if v is not None}
+            if not bad:
+                done.append(c)
+                files.update({k: records[k] if k in records else file_record(root / k) for k in problems})
+                continue
+            for name, problem in bad.items():
+                print(f"latent cache: replacing {root / name} ({problem}): encoding class {c} again", flush=True)
+            for name in problems:
+                (root / name).unlink(missing_ok=True)
+        # files that a process finished but did not record (stopped in between, or a launch's other
+        # processes): kept when whole (then recorded), deleted otherwise
+        for c in range(len(counts)):
+            if c in done or not _class_finished(root, c):
+                continue
+            if (_npy_problem(root / _class_file(c), (counts[c], *shape)) is None
+                    and _npy_problem(root / _index_file(c), (2, counts[c])) is None):
+                done.append(c)
+                files.update(_class_records(root, c))
+            else:
+                for name in (_class_file(c), _index_file(c)):
+                    (root / name).unlink(missing_ok=True)
+        done.sort()
+    write_json(meta_path, {**settings, "done": done, "files": _sorted(files)})
+    return files
 
 
 def _remove_cache(root: Path) -> None:

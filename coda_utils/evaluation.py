@@ -37,7 +37,9 @@ On this study's CPU (AVX-512 BF16, one thread, idle) it trains ConvNet-3 1.3x fa
 tests it 1.4x faster than fp32, at the same accuracy (``benchmarks/bench_evaluation.py``
 measures both; ``results/bench_evaluation_*.csv``);
 ``"auto"`` picks bf16 where the device supports it natively and fp32 elsewhere
-(:func:`resolve_precision`). The precision is part of every result row.
+(:func:`resolve_precision`). The default is ``"fp32"``: the study's numbers are the same on every
+CPU (:mod:`coda_utils.numerics`); ``"auto"`` / ``"bf16"`` is the fast path, one parameter away,
+and CPU-dependent. The precision is part of every result row.
 
 Seeds: a distilled set is one draw of a selection (``selection_seed``: the random-real draw,
 the k-means initialisation, discovery's UMAP seed, the generator's noise) and one network is
@@ -69,7 +71,7 @@ import torch.nn.functional as F
 
 from .architectures import build_model
 from .datasets import CHANNEL_MODES, check_ipc, to_channels
-from .io import array_sha256, atomic_write, exclusive
+from .io import array_sha256, atomic_write, exclusive, read_table
 
 __all__ = [
     "Protocol",
@@ -120,7 +122,7 @@ NO_TEACHER = "none"
 FAST_PATH = {"precision": "bf16", "channels_last": True, "compile": True}
 
 
-def path_options(precision: str = "auto", fast: bool = False) -> dict:
+def path_options(precision: str = "fp32", fast: bool = False) -> dict:
     """The :func:`evaluate` keywords of notebook 04's ``precision`` and ``fast`` parameters:
     the precision, or all of :data:`FAST_PATH` when ``fast``."""
     return {"precision": precision, **(FAST_PATH if fast else {})}
@@ -890,7 +892,7 @@ class StaleTeacherError(RuntimeError):
 
 def train_teacher(train_x: torch.Tensor, train_y: Any, test_x: torch.Tensor, test_y: Any, path: str | os.PathLike,
                   arch: str = "convnet3", protocol: str = "dc", epochs: int | None = 50, seed: int = 0,
-                  device: str | torch.device = "cpu", precision: str = "auto",
+                  device: str | torch.device = "cpu", precision: str = "fp32",
                   normalization: tuple[Sequence[float], Sequence[float]] | None = None,
                   progress: bool = True) -> tuple[nn.Module, dict]:
     """A teacher for the soft-label protocol where no pretrained one exists (the embedded
@@ -979,7 +981,7 @@ def load_teacher(spec: str | os.PathLike, device: str | torch.device = "cpu") ->
 
 def teacher_for(protocol: str, teacher: str | os.PathLike | None, path: str | os.PathLike, train, size,
                 test_x: torch.Tensor, test_y: Any, arch: str = "convnet3", epochs: int | None = 50,
-                device: str | torch.device = "cpu", precision: str = "auto",
+                device: str | torch.device = "cpu", precision: str = "fp32",
                 progress: bool = True) -> tuple[nn.Module | None, str | None, dict | None]:
     """The teacher of an evaluation (notebooks 04 and 05): ``(None, None, None)`` under a
     hard-label protocol; under a soft-label one the checkpoint ``teacher``
@@ -1013,11 +1015,13 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
 
     Raises:
         ValueError: ``path`` lacks a column of :func:`evaluate`'s results.
+        coda_utils.io.CorruptFileError: ``path`` does not parse (the message names the fix).
     """
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=_CSV_COLUMNS)
-    df = pd.read_csv(path, dtype=_DTYPES)
+    df = read_table(path, f"restore it, or delete it (rm {path}) and run notebook 04 again with the same parameters: "
+                          "it trains the networks of the deleted rows again", dtype=_DTYPES)
     for col, value in _LEGACY_DEFAULTS.items():
         if col not in df.columns:
             df[col] = value

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Sequence, Any, Callable, Mapping
 
-__all__ = ["ParameterError", "SPECS", "check", "check_build_prior", "check_encode", "check_discover", "check_generate",
+__all__ = ["ParameterError", "SPECS", "check", "read_parameter_file", "train_timesteps", "check_build_prior", "check_encode", "check_discover", "check_generate",
            "check_evaluate", "check_ablations", "check_figures"]
 
 
@@ -234,7 +234,7 @@ def method_list(value: str | Sequence[str]) -> list[str]:
 DATA = {"dataset": choice(_datasets), "data_root": directory(none=True), "split": _split()}
 COMMON = {"run_dir": text(what="a directory path"), "figures_dir": text(none=True, what="a directory path"),
           "progress": boolean()}
-LIMITS = {"class_limit": integer(1, none=True), "per_class_limit": integer(1, none=True)}
+LIMITS = {"class_limit": integer(2, none=True), "per_class_limit": integer(1, none=True)}  # a classifier needs 2 classes
 DTYPES = ("float32", "float16", "bfloat16")
 
 #: notebook -> parameter -> checker
@@ -307,8 +307,43 @@ SPECS: dict[str, dict[str, Checker]] = {
 }
 
 
+def _num_classes(ns: Mapping[str, Any]) -> tuple[int | None, str]:
+    """How many classes the stage will see (the dataset's, within ``class_limit``) and the
+    parameter that decides it; ``None`` when it cannot be known without loading the data."""
+    dataset = str(ns.get("dataset", "fashion-mnist")).lower()
+    n, name = None, "dataset"
+    if ns.get("data_root") is not None and Path(ns["data_root"]).is_dir():
+        n, name = sum(1 for p in Path(ns["data_root"]).iterdir() if p.is_dir() and not p.name.startswith(".")), "data_root"
+    elif dataset in ("fashion-mnist", "fashion_mnist", "fmnist"):
+        from .datasets import FASHION_MNIST_CLASSES
+
+        n = len(FASHION_MNIST_CLASSES)
+    limit = ns.get("class_limit")
+    if _is_int(limit) and (n is None or limit < n):
+        n, name = limit, "class_limit"
+    return n, name
+
+
+def train_timesteps(model_dir: Any) -> int | None:
+    """The number of training timesteps of a local pipeline's scheduler
+    (``scheduler/scheduler_config.json``: ``num_train_timesteps``), ``None`` when unknown (a hub id)."""
+    import json
+
+    if not isinstance(model_dir, (str, Path)):
+        return None
+    path = _local(model_dir) / "scheduler" / "scheduler_config.json"
+    if not path.is_file():
+        return None
+    try:
+        t = json.loads(path.read_text()).get("num_train_timesteps")
+    except (OSError, ValueError) as e:
+        raise ParameterError(f"parameter `model` = {model_dir!r}: {path} does not parse ({e}); restore the model's "
+                             "scheduler config (the embedded prior: git checkout data/models/fashion-prior)") from None
+    return int(t) if _is_int(t) else None
+
+
 def _cross_checks(notebook: str, ns: Mapping[str, Any]) -> None:
-    """Rules that involve several parameters."""
+    """Rules that involve several parameters (and what the model and the data allow)."""
     dataset = str(ns.get("dataset", "fashion-mnist")).lower()
     if "dataset" in ns and dataset not in ("fashion-mnist", "fashion_mnist", "fmnist") and ns.get("data_root") is None:
         _fail("data_root", None, f"dataset {ns['dataset']!r} is an ImageFolder tree: pass its train split's root")
@@ -330,6 +365,50 @@ def _cross_checks(notebook: str, ns: Mapping[str, Any]) -> None:
 
             if len(selection_seeds(ns["selection_seeds"])) != 1:
                 _fail("selection_seeds", ns["selection_seeds"], "`distilled` names one set: pass the one seed that made it")
+    if "dataset" in ns:
+        n, name = _num_classes(ns)
+        if n is not None and n < 2:
+            _fail(name, ns.get(name), f"the data has {n} class(es); a distilled set is evaluated by a classifier, "
+                                      "which needs at least 2 classes")
+        if n is not None and _is_int(ns.get("plot_class")) and ns["plot_class"] >= n:
+            _fail("plot_class", ns["plot_class"], f"the data has {n} classes: expected 0 <= plot_class < {n}")
+    ipc, per_class = ns.get("ipc"), ns.get("per_class_limit")
+    if _is_int(ipc) and _is_int(per_class) and ipc > per_class and ns.get("distilled") is None:
+        _fail("ipc", ipc, f"per_class_limit = {per_class} leaves fewer images per class than ipc; expected ipc <= "
+                          f"{per_class} (or a larger per_class_limit)")
+    if "steps" in ns and "model" in ns and _is_int(ns["steps"]):
+        t = train_timesteps(ns["model"])
+        if t is not None and ns["steps"] > t:
+            _fail("steps", ns["steps"], f"the scheduler of {ns['model']} was trained with {t} timesteps (more steps are "
+                                        f"not distinct timesteps): expected 1 <= steps <= {t}")
+
+
+def read_parameter_file(path: str | Path) -> dict:
+    """The parameters of a YAML file (papermill's ``-f``, e.g. ``notebooks/params/prior.yaml``).
+
+    Raises:
+        ParameterError: the file is missing, does not parse, or does not hold a mapping of
+            parameter names; the message names the file and what to do.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ParameterError(f"parameter file {path} does not exist; pass the path of a YAML file of parameters")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1} column {where.column + 1}" if where is not None else ""
+        raise ParameterError(f"parameter file {path} is not valid YAML{at} ({getattr(e, 'problem', None) or e}); fix "
+                             "that line (one `name: value` per line) or restore the file (git checkout -- "
+                             f"{path})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+        raise ParameterError(f"parameter file {path} holds a {type(values).__name__}, not `name: value` lines; write one "
+                             "parameter per line (e.g. `steps: 25`) or restore the file")
+    return values
 
 
 def check(notebook: str, namespace: Mapping[str, Any]) -> None:

@@ -297,6 +297,22 @@ def throughput_table(df: pd.DataFrame, source: str) -> str:
     return "\n".join(lines)
 
 
+def numerics_table(df: pd.DataFrame, source: str) -> str:
+    """What each pin of :mod:`coda_utils.numerics` costs (``benchmarks/bench_numerics.py``):
+    seconds per workload and the ratio to the libraries' own code paths, one table per CPU."""
+    lines = []
+    for cpu, part in df.groupby("cpu", sort=False):
+        workloads = list(dict.fromkeys(part["workload"]))
+        lines += [f"{cpu} ({part['isa'].iloc[0]}), one thread, best of the benchmark's repeats. Source: `{source}`.", "",
+                  "| configuration | " + " | ".join(workloads) + " |", "|---|" + "---:|" * len(workloads)]
+        for config, rows in part.groupby("configuration", sort=False):
+            by = rows.set_index("workload")
+            lines.append(f"| {config} | " + " | ".join(
+                f"{by.loc[w, 'seconds']:.1f} s ({by.loc[w, 'ratio_to_native']:.2f}x)" for w in workloads) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 #: where the results made with the first embedded prior were moved when the second was shipped
 PRIOR_V1_RESULTS = "results/prior_v1"
 
@@ -310,6 +326,7 @@ BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
     "precision": ("results/bench_evaluation_accuracy.csv", precision_table),
     "precision-fast": ("results/bench_evaluation_accuracy_fast.csv", precision_table),
     "throughput": ("results/bench_evaluation_throughput.csv", throughput_table),
+    "numerics": ("results/bench_numerics.csv", numerics_table),
     # the first embedded prior's (4x8x8 latents) published results, kept for comparison with the second's
     "full-protocol-prior-v1": (f"{PRIOR_V1_RESULTS}/full_protocol.csv", full_protocol_table),
     "soft-labels-prior-v1": (f"{PRIOR_V1_RESULTS}/soft_labels.csv", soft_label_table),

@@ -216,10 +216,16 @@ class RunDir(_Folder):
 
     def record_versions(self, stage: str) -> dict:
         """Record the installed versions of the packages that decide a result (torch,
-        diffusers, umap-learn, pynndescent, numba, hdbscan, scikit-learn, numpy, ...) under
+        diffusers, umap-learn, pynndescent, numba, hdbscan, scikit-learn, numpy, ...) and the
+        numeric settings in force (:func:`coda_utils.numerics.settings`: CPU model, ISA flags,
+        pinned code paths, threads) under
         ``stage`` in ``versions.json``; returns them. A stage that ran with other versions
         than an earlier stage of the run is visible there."""
+        from coda_utils import numerics
+
         versions = package_versions()
+        # the CPU, its instruction-set flags and the code paths in force (portable or native)
+        versions["numerics"] = numerics.settings()
         old = read_json(self.versions) if self.versions.is_file() else {}
         old[stage] = versions
         write_json(self.versions, old)

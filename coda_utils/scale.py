@@ -203,7 +203,7 @@ def _parse(argv: list[str] | None) -> tuple[str, dict]:
     args = ap.parse_args(argv)
     overrides: dict[str, Any] = {}
     for path in args.parameters_file:  # papermill's order: files, then -y, then -p
-        overrides.update(yaml.safe_load(Path(path).read_text()) or {})
+        overrides.update(params.read_parameter_file(path))
     for text in args.parameters_yaml:
         overrides.update(yaml.safe_load(text) or {})
     for name, value in args.parameters:

@@ -10,7 +10,9 @@ selection seeds. For each experiment setting (IPC, architecture, protocol, epoch
    ``coda_g - coda_r``, ``coda_g - unguided`` and ``coda_g - text_prompt`` the two sets also
    share the representatives or the per-image noise of seed ``s``. The interval is scipy's
    one-sample t interval of the differences (``scipy.stats.ttest_rel``); the pairs are
-   independent across seeds, so the interval is valid whatever the pairing shares.
+   independent across seeds, so the interval is valid whatever the pairing shares. When every
+   seed's difference is the same value the interval has zero width at that value (p 0, or 1
+   for a difference of 0), where scipy would give NaN.
 3. when the seeds differ (or a method is deterministic, one set), Welch's t interval over the
    per-seed values (``scipy.stats.ttest_ind(equal_var=False)``) is used instead.
 
@@ -100,6 +102,8 @@ def contrast(a: pd.Series, b: pd.Series, level: float = 0.95, a_name: str = "a",
             res = stats.ttest_rel(a.loc[common].to_numpy(float), b.loc[common].to_numpy(float))
             ci = res.confidence_interval(level)
             out.update(low=float(ci.low), high=float(ci.high), p=float(res.pvalue))
+        else:  # every seed's difference is the same: no spread, the interval is that value (scipy gives NaN)
+            out.update(low=float(d[0]), high=float(d[0]), p=0.0 if d[0] != 0 else 1.0)
     elif len(a) >= 2 and len(b) >= 2:
         out["test"] = "Welch t"
         res = stats.ttest_ind(a.to_numpy(float), b.to_numpy(float), equal_var=False)

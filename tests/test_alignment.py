@@ -191,3 +191,94 @@ def test_tiny_sdxl_guided_generation_with_refiner_handoff(tmp_path):
                            record=True, refiner=refiner, refiner_start=0.5)
     # the base runs the first half (guided), the refiner the rest without guidance
     assert imgs.shape == (2, 3, 64, 64) and st.steps == [0, 1, 2] and st.calls == 3
+
+
+def _captured_run(pipe, z, config, cfg_scale, steps):
+    """Generate with CoDA guidance while a hook registered before the guidance's records the raw
+    UNet output, one registered after it records what the pipeline gets, and the scheduler's
+    ``step`` records the model output it receives (after the pipeline's CFG)."""
+    import functools
+
+    raw, written, received = [], [], []
+
+    def grab(store):
+        def hook(module, args, kwargs, output):
+            x = args[0] if args else kwargs["sample"]
+            store.append((x.detach().clone(), (output[0] if isinstance(output, tuple) else output.sample).detach().clone()))
+        return hook
+
+    step = pipe.scheduler.step
+
+    @functools.wraps(step)
+    def recording_step(model_output, *args, **kwargs):
+        received.append(model_output.detach().clone())
+        return step(model_output, *args, **kwargs)
+
+    first = pipe.unet.register_forward_hook(grab(raw), with_kwargs=True)
+    pipe.scheduler.step = recording_step
+    try:
+        gens = [torch.Generator().manual_seed(i) for i in range(len(z))]
+        with al.coda_guidance(pipe, z, config, cfg_scale):
+            last = pipe.unet.register_forward_hook(grab(written), with_kwargs=True)
+            try:
+                pipe(["a bag", "a coat"][:len(z)], num_inference_steps=steps, guidance_scale=cfg_scale, generator=gens,
+                     output_type="latent")
+            finally:
+                last.remove()
+    finally:
+        first.remove()
+        del pipe.scheduler.step
+    return raw, written, received
+
+
+@pytest.mark.parametrize("prediction_type,variant", [("epsilon", "reference"), ("v_prediction", "reference"),
+                                                     ("epsilon", "normalized")])
+def test_the_written_back_prediction_is_the_formula(tmp_path, prediction_type, variant):
+    """What the scheduler receives, derived by hand from the raw UNet output at every step:
+    x0 = (x_t - sigma eps) / alpha (v-prediction: x0 = alpha x_t - sigma v), the conditional half
+    gets d_eps = -(alpha / sigma) coef (z - x0) with coef = gamma s (normalized: (1 - exp(-w gamma s)) / w),
+    i.e. d_eps = gamma (x0 - z) for the reference, written back as d_eps (v-prediction: d_eps / alpha);
+    the unconditional half and the unguided steps are untouched; the scheduler gets their CFG."""
+    pipe = tiny_sd_pipeline(tmp_path, prediction_type=prediction_type)
+    gamma, w, steps = 0.3, 4.0, 6
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    raw, written, received = _captured_run(pipe, z, al.GuidanceConfig(gamma=gamma, guide_fraction=0.5, variant=variant),
+                                           w, steps)
+    assert len(raw) == len(written) == len(received) == steps
+    sigmas = pipe.scheduler.sigmas
+    for i, ((x_in, out), (x_after, new), got) in enumerate(zip(raw, written, received)):
+        assert torch.equal(x_after, x_in) and x_in.shape[0] == 4  # [uncond, cond] of two images
+        torch.testing.assert_close(new[:2], out[:2], rtol=0, atol=0)  # the unconditional half: untouched
+        s = float(sigmas[i])
+        alpha = 1 / math.sqrt(1 + s * s)
+        sigma = s * alpha
+        x_t, o = x_in[2:].double(), out[2:].double()
+        x0 = (x_t - sigma * o) / alpha if prediction_type == "epsilon" else alpha * x_t - sigma * o
+        coef = gamma * s if variant == "reference" else -math.expm1(-w * gamma * s) / w
+        d_eps = -(alpha / sigma) * coef * (z.double() - x0) if i < steps // 2 else torch.zeros_like(x0)
+        if variant == "reference":
+            torch.testing.assert_close(d_eps, gamma * (x0 - z.double()) if i < steps // 2 else d_eps)
+        expected = o + (d_eps if prediction_type == "epsilon" else d_eps / alpha)
+        # the hook works in float32: x0 divides by alpha, the v write-back again, so its rounding
+        # grows as |x_t| / alpha^2 at the noisiest steps (at most ~1e-4 here; a wrong formula is off by ~1)
+        atol = 1e-5 + 2e-6 * float(max(x_t.abs().max(), o.abs().max())) / alpha ** 2
+        torch.testing.assert_close(new[2:].double(), expected, rtol=1e-4, atol=atol)
+        if i < steps // 2:
+            assert (new[2:] - out[2:]).abs().max() > 1e-2  # a real pull, far above the tolerance
+        else:
+            assert torch.equal(new, out)
+        # the pipeline's CFG of the written-back halves is what the scheduler gets
+        torch.testing.assert_close(got, new[:2] + w * (new[2:] - new[:2]), rtol=1e-5, atol=1e-5)
+
+
+def test_generate_set_refuses_a_folder_another_process_is_writing(sd, tmp_path, held_lock):
+    from coda_utils.io import FolderBusyError
+
+    out = tmp_path / "s"
+    kw = dict(class_ids=["bag"], prompts=["a bag"], ipc=1, steps=2, progress=False)
+    with held_lock(out, "folder") as pid:
+        with pytest.raises(FolderBusyError, match=f"pid {pid} "):
+            al.generate_set(sd, out, **kw)
+    assert not list(out.rglob("*.png")) and not (out / ".settings.json").exists()  # nothing written meanwhile
+    al.generate_set(sd, out, **kw)  # released: the next run writes the set
+    assert (out / "manifest.json").is_file()

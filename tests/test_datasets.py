@@ -205,3 +205,28 @@ def test_evaluation_data_is_what_notebook_04_trains_and_tests_with(imagenet_like
     target, size, test_x, _ = evaluation_data("imagenette", root / "train", test_root=root / "val", image_size=32,
                                               latents=tmp_path / "no-cache")
     assert size == (32, 32) and test_x.shape[-2:] == (32, 32) and target.policy is not None
+
+
+def _tree(root, sizes):
+    """``root/<a|b>/<i>.png``: one gray image of each (H, W) in ``sizes`` per class."""
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i, (h, w) in enumerate(sizes):
+            Image.fromarray(np.full((h, w), 60 + 40 * i, np.uint8), "L").save(root / c / f"{i}.png")
+    return ds.load_image_folder(root)
+
+
+def test_default_resize_squashes_same_size_images_larger_than_the_model_and_exports_them_at_their_size(tmp_path):
+    data = _tree(tmp_path, [(40, 48)] * 3)
+    policy = ds.decide_resize(data, 32)
+    assert (policy.mode, policy.size, policy.native, policy.export_size) == ("squash", (32, 32), (40, 48), (40, 48))
+    assert data.load([0], policy.size, policy.mode).shape == (1, 1, 32, 32)
+    assert data.with_policy(policy).load([0]).shape == (1, 1, 40, 48)  # sets are exported at the dataset's size
+
+
+def test_default_resize_squashes_mixed_sizes_even_when_all_fit(tmp_path):
+    data = _tree(tmp_path, [(20, 20), (24, 30), (32, 16)])
+    policy = ds.decide_resize(data, 32)
+    assert (policy.mode, policy.native, policy.export_size) == ("squash", None, (32, 32))  # no one size to pad back to
+    assert policy.sizes["distinct"] == 3 and policy.sizes["images"] == 6
+    assert data.with_policy(policy).load(np.arange(6)).shape == (6, 1, 32, 32)

@@ -236,3 +236,14 @@ def test_a_cache_made_before_policies_were_recorded_is_upgraded_not_reencoded(va
     before = (tmp_path / "c" / "class_0000.npy").stat().st_mtime_ns
     cache = encode_dataset(small, vae, tmp_path / "c", encoder_id="tiny", progress=False)
     assert cache.policy.mode == "pad" and (tmp_path / "c" / "class_0000.npy").stat().st_mtime_ns == before
+
+
+def test_encode_dataset_refuses_a_cache_another_process_is_writing(vae, small, tmp_path, held_lock):
+    from coda_utils.io import FolderBusyError
+
+    data = encoding.limit_dataset(small, class_limit=2, per_class_limit=2)
+    with held_lock(tmp_path / "c", "cache") as pid:
+        with pytest.raises(FolderBusyError, match=f"pid {pid} "):
+            encode_dataset(data, vae, tmp_path / "c", encoder_id="tiny", progress=False)
+    assert not list((tmp_path / "c").glob("*.npy")) and not (tmp_path / "c" / "cache.json").exists()
+    assert encode_dataset(data, vae, tmp_path / "c", encoder_id="tiny", progress=False).complete

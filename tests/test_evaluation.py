@@ -1,4 +1,5 @@
 """The evaluation harness: protocols, augmentations, training, result files and tables."""
+import math
 from pathlib import Path
 
 import numpy as np
@@ -353,3 +354,33 @@ def test_teacher_for_is_none_under_hard_labels_and_trains_once_under_soft(tiny, 
     assert tid == meta["id"] and tid.startswith("convnet3-dc1-") and (tmp_path / "t.pt").is_file()
     again = ev.teacher_for("rded", tmp_path / "t.pt", tmp_path / "unused.pt", train, (28, 28), tx, ty)  # a checkpoint
     assert again[1] == tid and not (tmp_path / "unused.pt").exists()
+
+
+def test_the_test_split_is_scored_with_its_own_labels_and_the_lr_drops_at_the_milestone(fmnist, monkeypatch) -> None:
+    """Test labels shuffled among the test images: whatever the network learned, it scores chance
+    on them (while its training loss falls), and the accuracy reported is the returned network's
+    on the test split with the labels given; the learning rate is the protocol's until the
+    milestone and lr_gamma times it after."""
+    target, test = fmnist
+    x, y = _subset(target, 5, seed=1)
+    tx, ty = test.load(np.arange(300)), np.asarray(test.labels[:300])
+    shuffled = np.random.default_rng(0).permutation(ty)
+    lrs = []
+
+    class RecordingSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            lrs.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "SGD", RecordingSGD)
+    proto = ev.get_protocol("dc", 5, epochs=6)
+    assert proto.milestones == [3] and proto.batch_size >= len(x)  # one step an epoch
+    res = ev.train_and_evaluate(x, y, tx, shuffled, "convnet3", proto, seed=0, progress=False, return_model=True)
+    assert lrs == pytest.approx([0.01] * 3 + [0.001] * 3)
+    # the reported accuracy: the network's on the test images, against the labels passed
+    model = res["model"]
+    with torch.no_grad():
+        pred = model(ev.normalize(tx.float() / 255, (0.2861,), (0.3530,))).argmax(1).numpy()
+    assert res["acc"] == pytest.approx(100 * np.mean(pred == shuffled))
+    assert res["acc"] < 20 and 100 * np.mean(pred == ty) > 35  # chance (10 %) on shuffled labels; it did learn
+    assert res["train_loss"] < 0.6 * math.log(10)  # the training loss falls well below guessing's ln 10

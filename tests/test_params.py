@@ -17,7 +17,7 @@ BAD = {
     "per_class_limit": "ten", "rebuild": "yes", "run_dir": 3, "figures_dir": 5, "progress": "no", "ipc": "ten",
     "n_neighbors": 1, "min_cluster_size": 1.5, "min_samples": 0, "selection_seeds": [1, 1], "pca_dims": 1,
     "plot_class": -1, "refiner": 7, "refiner_start": 0.0, "gamma": -0.1, "guide_fraction": 1.5, "variant": "bounded",
-    "cfg_scale": 0.5, "steps": 0, "prompt_template": "no placeholder", "methods": ["coda_r"], "set_suffix": "a/b",
+    "cfg_scale": 0.5, "steps": 0, "prompt_template": "no placeholder", "set_suffix": "a/b",
     "threads": 0, "attention_slicing": 1, "vae_tiling": "False", "judge_dir": "/no/such/judge", "trajectory_class": -2, "step_shown": -1, "curve_every": 0,
     "test_root": "/no/such/test", "test_split": 4, "methods": "coda g", "distilled": "/no/such/set", "repeats": 0,
     "arch": "vgg11", "protocol": "mtt", "epochs": 0, "eval_every": 0, "precision": "fp16", "image_size": 2,
@@ -32,8 +32,18 @@ BAD = {
 }
 
 
-#: where one notebook's parameter of the same name takes other values (00 writes its judge)
-BAD_IN = {("00_build_prior", "judge_dir"): 5}
+#: where one notebook's parameter of the same name takes other values (00 writes its judge; 03 can
+#: generate only unguided, text_prompt and coda_g, 04 evaluates any set name)
+BAD_IN = {("00_build_prior", "judge_dir"): 5, ("03_generate", "methods"): ["coda_r"]}
+
+
+def test_each_parameter_has_one_bad_value():
+    """A key given twice in ``BAD`` would silently drop its first value (a literal dict keeps the last)."""
+    tree = ast.parse(Path(__file__).read_text())
+    literal = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                   and any(isinstance(t, ast.Name) and t.id == "BAD" for t in node.targets))
+    keys = [k.value for k in literal.keys]
+    assert sorted(k for k in set(keys) if keys.count(k) > 1) == []
 
 
 def _defaults(notebook: str, tmp_path: Path) -> dict:
@@ -97,3 +107,49 @@ def test_messages_say_what_is_valid(monkeypatch, tmp_path):
         params.check_generate({**d, "guide_fraction": 1.5})
     with pytest.raises(params.ParameterError, match=r"choose one of fashion-mnist, folder, imagenette"):
         params.check_generate({**d, "dataset": "foo"})
+
+
+# --------------------------------------------------------------------------------------
+# Bounds that know the model and the data (one test per bound)
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("notebook", ["03_generate", "05_ablations"])
+def test_steps_are_bounded_by_the_schedulers_training_timesteps(notebook, monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    d = _defaults(notebook, tmp_path)
+    assert params.train_timesteps(d["model"]) == 1000  # the shipped prior's DPM-Solver++ schedule
+    params.check(notebook, {**d, "steps": 1000})
+    with pytest.raises(params.ParameterError, match=r"`steps` = 100000: .*trained with 1000 timesteps.*steps <= 1000"):
+        params.check(notebook, {**d, "steps": 100000})
+
+
+def test_fewer_than_two_classes_are_refused_at_01(monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    d = _defaults("01_encode", tmp_path)
+    with pytest.raises(params.ParameterError, match=r"`class_limit` = 1: expected an integer >= 2"):
+        params.check_encode({**d, "class_limit": 1})
+    tree = tmp_path / "train"
+    (tree / "n01440764").mkdir(parents=True)
+    (tree / ".cache").mkdir()  # hidden folders are not classes
+    with pytest.raises(params.ParameterError, match=r"`data_root` = .*1 class\(es\).*at least 2 classes"):
+        params.check_encode({**d, "dataset": "folder", "data_root": str(tree)})
+    (tree / "n02102040").mkdir()
+    params.check_encode({**d, "dataset": "folder", "data_root": str(tree)})
+
+
+def test_plot_class_is_bounded_by_the_number_of_classes(monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    d = _defaults("02_discover", tmp_path)
+    params.check_discover({**d, "plot_class": 9})
+    with pytest.raises(params.ParameterError, match=r"`plot_class` = 10: the data has 10 classes"):
+        params.check_discover({**d, "plot_class": 10})
+    with pytest.raises(params.ParameterError, match=r"`plot_class` = 3: the data has 3 classes"):
+        params.check_discover({**d, "plot_class": 3, "class_limit": 3})
+
+
+@pytest.mark.parametrize("notebook", ["02_discover", "03_generate", "04_evaluate"])
+def test_ipc_is_bounded_by_per_class_limit(notebook, monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    d = _defaults(notebook, tmp_path)
+    params.check(notebook, {**d, "ipc": 10, "per_class_limit": 10})
+    with pytest.raises(params.ParameterError, match=r"`ipc` = 11: per_class_limit = 10 .*ipc <= 10"):
+        params.check(notebook, {**d, "ipc": 11, "per_class_limit": 10})

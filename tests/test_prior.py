@@ -1,4 +1,5 @@
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,44 @@ def test_make_prior_builds_the_shipped_priors_settings():
     # what the notebook sets is the notebook's; every other field is PriorConfig's default
     built = {**defaults, **{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in nb.items() if k in fields}}
     assert built == shipped, {k: (built[k], shipped.get(k)) for k in built if built[k] != shipped.get(k)}
+
+
+class _PixelVAE:
+    """A stand-in VAE whose latent is the padded image itself and whose decoder adds ``shift``
+    on the 28x28 image area and makes the 2-pixel padding border white (the padding is black):
+    the padding is reconstructed as badly as possible, so counting it would show."""
+
+    def __init__(self, shift: float, garbage_border: bool = True):
+        from types import SimpleNamespace
+
+        self.config = SimpleNamespace(sample_size=32)
+        self.device, self.dtype = torch.device("cpu"), torch.float32
+        self.shift, self.garbage_border = shift, garbage_border
+
+    def encode(self, x):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(latent_dist=SimpleNamespace(mean=x.clone()))
+
+    def decode(self, z):
+        from types import SimpleNamespace
+
+        out = z.clone()
+        out[..., 2:30, 2:30] += self.shift
+        if self.garbage_border:
+            inner = out[..., 2:30, 2:30].clone()
+            out.fill_(1.0)
+            out[..., 2:30, 2:30] = inner
+        return SimpleNamespace(sample=out)
+
+
+def test_vae_psnr_is_measured_on_the_image_area_in_0_1_units():
+    x = torch.randint(0, 255, (6, 1, 28, 28), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)  # <= 254
+    # a perfect reconstruction: the MSE is 0, the per-image PSNR takes its cap (MSE 1e-10: 100 dB)
+    perfect = prior.vae_reconstruction_psnr(_PixelVAE(0.0, garbage_border=False), x)
+    assert perfect["mean_image_psnr_db"] == pytest.approx(100.0) and perfect["psnr_db"] == math.inf
+    assert prior.vae_reconstruction_psnr(_PixelVAE(0.0), x)["mean_image_psnr_db"] == pytest.approx(100.0)
+    # one grey level too bright everywhere in the image (2/255 in [-1, 1]): MSE (1/255)^2, 20 log10(255) = 48.13 dB
+    r = prior.vae_reconstruction_psnr(_PixelVAE(2 / 255), x, batch_size=4)
+    assert r["psnr_db"] == pytest.approx(20 * math.log10(255), abs=1e-3) == pytest.approx(48.13, abs=5e-3)
+    assert r["mean_image_psnr_db"] == pytest.approx(20 * math.log10(255), abs=1e-3) and r["n"] == 6

@@ -127,3 +127,15 @@ def test_likeness_pairs_each_image_with_its_representative(tmp_path):
     setfolder.write_set(run.set_dir("coda_g", 2, 0), ref[:2], [0, 1], classes, {"ipc": 2, "selection_seed": 0})
     with pytest.raises(ValueError, match="cannot be paired"):
         report.likeness(tmp_path, 2, methods=("coda_g",))
+
+
+def test_numerics_table_is_one_table_per_cpu_with_the_ratio_to_native():
+    rows = []
+    for cpu, isa in (("CPU A", "avx avx2"), ("CPU B", "avx avx2 avx512f")):
+        for config, k in (("native", 1.0), ("portable", 1.25)):
+            for w, sec in (("train", 10.0), ("discover", 2.0)):
+                rows.append({"cpu": cpu, "isa": isa, "configuration": config, "workload": w, "seconds": sec * k,
+                             "ratio_to_native": k})
+    text = report.numerics_table(pd.DataFrame(rows), "results/bench_numerics.csv")
+    assert text.count("| configuration | train | discover |") == 2
+    assert "CPU B (avx avx2 avx512f)" in text and "| portable | 12.5 s (1.25x) | 2.5 s (1.25x) |" in text

@@ -210,3 +210,18 @@ def test_generated_sets_take_the_vaes_channels_and_old_sets_resume(tmp_path):
     assert x.shape == (2, 3, 32, 32) and torch.equal(x[:, 0], x[:, 2])
     with pytest.raises(ValueError, match="positive integer"):
         alignment.generate_set(pipe, tmp_path / "bad", **{**kw, "ipc": 0})
+
+
+def test_the_set_writer_refuses_a_folder_another_process_is_writing(tmp_path, held_lock):
+    from coda_utils.io import FolderBusyError
+
+    first = torch.zeros(2, 1, 8, 8, dtype=torch.uint8)
+    out = setfolder.write_set(tmp_path / "s", first, [0, 1], CLASSES, {"method": "first"})
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    with held_lock(out, "folder") as pid:
+        with pytest.raises(FolderBusyError, match=f"pid {pid} "):
+            setfolder.write_set(out, torch.full((3, 1, 8, 8), 200, dtype=torch.uint8), [0, 0, 1], CLASSES,
+                                {"method": "second"})
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before  # the first set, untouched
+    setfolder.write_set(out, torch.full((3, 1, 8, 8), 200, dtype=torch.uint8), [0, 0, 1], CLASSES, {"method": "second"})
+    assert setfolder.read_manifest(out)["method"] == "second"

@@ -48,3 +48,20 @@ def test_contrasts_average_networks_per_seed_and_cover_each_setting():
     assert row["diff"] == pytest.approx(-1.833333, abs=1e-4) and row["verdict"] == "coda_r higher"
     text = stats.format_contrasts(table)
     assert "`coda_g - unguided`" in text and "95 % interval" in text and "coda_g higher" in text
+
+
+def test_a_constant_paired_difference_gives_a_zero_width_interval_and_a_verdict():
+    """Every seed's difference is the same: the sample standard deviation is 0, so the t interval
+    is the point itself (scipy returns NaN there), and the verdict follows its sign."""
+    b = pd.Series([70.0, 72.5, 71.0, 74.0])
+    up = stats.contrast(b + 1.5, b, a_name="g", b_name="r")
+    assert up["test"] == "paired t" and up["n_pairs"] == 4
+    assert (up["diff"], up["low"], up["high"]) == pytest.approx((1.5, 1.5, 1.5)) and up["verdict"] == "g higher"
+    assert up["p"] == 0.0
+    down = stats.contrast(b - 0.25, b, a_name="g", b_name="r")
+    assert (down["low"], down["high"]) == pytest.approx((-0.25, -0.25)) and down["verdict"] == "r higher"
+    same = stats.contrast(b.copy(), b, a_name="g", b_name="r")
+    assert (same["diff"], same["low"], same["high"], same["p"]) == (0.0, 0.0, 0.0, 1.0)
+    assert same["verdict"] == "not distinguishable"
+    table = pd.DataFrame([{"ipc": 10, "contrast": "g - r", "question": "?", **up}])
+    assert "[+1.5, +1.5]" in stats.format_contrasts(table, settings=False)
