@@ -380,8 +380,7 @@ class LatentCache:
         """One file of the cache, checked against its record first (size always, the hash once
         per process when the cache is complete); a damaged file raises :class:`CorruptCacheError`."""
         path = self.root / name
-        record = self.meta.get("files", {}).get(name)
-        problem = check_file(path, record, full=self.complete) if record is not None else _npy_problem(path)
+        problem = _file_problem(path, self.meta.get("files", {}).get(name), full=self.complete)
         if problem is None:
             try:
                 return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
@@ -395,8 +394,7 @@ class LatentCache:
         bad = {}
         for c in self.meta["done"]:
             for name in (_class_file(c), _index_file(c)):
-                record = self.meta.get("files", {}).get(name)
-                problem = check_file(self.root / name, record) if record is not None else _npy_problem(self.root / name)
+                problem = _file_problem(self.root / name, self.meta.get("files", {}).get(name))
                 if problem is not None:
                     bad[name] = problem
         return bad
@@ -666,6 +664,17 @@ def _class_finished(root: Path, c: int) -> bool:
     return (root / _class_file(c)).is_file() and (root / _index_file(c)).is_file()
 
 
+def _class_shapes(c: int, n: int, latent_shape: Sequence[int]) -> dict[str, tuple]:
+    """The shape of each file of class ``c`` (``n`` images): latents, and positions / source indices."""
+    return {_class_file(c): (n, *latent_shape), _index_file(c): (2, n)}
+
+
+def _file_problem(path: Path, record: dict | None, full: bool = True, shape: tuple | None = None) -> str | None:
+    """What is wrong with a cache file: checked against its record when it has one, else (a cache
+    made before records were kept) its ``.npy`` header and size; ``None`` when it is whole."""
+    return check_file(path, record, full=full) if record is not None else _npy_problem(path, shape)
+
+
 def _class_records(root: Path, c: int) -> dict[str, dict]:
     return {name: file_record(root / name) for name in (_class_file(c), _index_file(c))}
 
@@ -730,14 +739,9 @@ def _check_or_start_cache(root: Path, settings: dict, rebuild: bool, counts: Seq
         records = old.get("files") or {}
         shape = tuple(settings.get("latent_shape", ()))
         for c in sorted(set(old["done"])):
-            problems = {}
-            for name in (_class_file(c), _index_file(c)):
-                if name in records:
-                    problems[name] = check_file(root / name, records[name])
-                else:  # made before records were kept: the header and the size must agree
-                    n = counts[c] if c < len(counts) else None
-                    want = None if n is None else ((n, *shape) if name == _class_file(c) else (2, n))
-                    problems[name] = _npy_problem(root / name, want)
+            shapes = (_class_shapes(c, counts[c], shape) if c < len(counts)
+                      else dict.fromkeys((_class_file(c), _index_file(c))))
+            problems = {name: _file_problem(root / name, records.get(name), shape=want) for name, want in shapes.items()}
             bad = {k: v for k, v in problems.items() if v is not None}
             if not bad:
                 done.append(c)
@@ -752,8 +756,7 @@ def _check_or_start_cache(root: Path, settings: dict, rebuild: bool, counts: Seq
         for c in range(len(counts)):
             if c in done or not _class_finished(root, c):
                 continue
-            if (_npy_problem(root / _class_file(c), (counts[c], *shape)) is None
-                    and _npy_problem(root / _index_file(c), (2, counts[c])) is None):
+            if all(_npy_problem(root / name, want) is None for name, want in _class_shapes(c, counts[c], shape).items()):
                 done.append(c)
                 files.update(_class_records(root, c))
             else:
