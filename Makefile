@@ -42,14 +42,17 @@ comma := ,
 empty :=
 space := $(empty) $(empty)
 SEEDS_YAML := [$(subst $(space),$(comma)$(space),$(strip $(SEEDS)))]
+# 03 makes the sets of GEN_METHODS (its tutorial default makes coda_g only)
+GEN_METHODS_YAML := [$(subst $(space),$(comma)$(space),$(strip $(GEN_METHODS)))]
 
-.PHONY: study full soft-labels run publish readme test unit nbval notebooks lab prior data bench check-cuda lock clean-venv help
+.PHONY: study full soft-labels run publish readme test unit lint nbval notebooks lab prior data bench check-cuda lock clean-venv help
 
 help:
 	@echo "make study   the study on the embedded world: IPC 10, 5 selection seeds, every method ($(RUN_DIR)/, results/study.csv, README tables)"
 	@echo "make full    the full protocol (dc, 300 epochs) at IPC 1, 10 and 50, 5 selection seeds (hours on a CPU)"
 	@echo "make soft-labels   the soft-label protocol (rded, a teacher's labels) on the full run's IPC-10 sets (results/soft_labels.csv)"
-	@echo "make test    unit tests, and nbval: the stored notebooks re-executed and compared with their outputs"
+	@echo "make test    the import contracts (make lint), unit tests, and nbval: the stored notebooks re-executed and compared"
+	@echo "make lint   the import contracts of coda_utils's layers (pyproject.toml [tool.importlinter], docs/layout.md)"
 	@echo "make notebooks   re-execute notebooks/ in place at their (tutorial) defaults, 00 -> 06, in notebooks/runs/tutorial"
 	@echo "make lab     open JupyterLab on notebooks/ with the project's environment"
 	@echo "make readme  rewrite the README's generated tables from results/*.csv"
@@ -135,14 +138,15 @@ define papermill
 endef
 
 EVAL_ARGS = -p ipc $(2) -y "selection_seeds: $(SEEDS_YAML)" -p repeats $(REPEATS) -p epochs $(EPOCHS) \
-    -p precision $(PRECISION) -p run_dir $(RUN_DIR) -p threads $(THREADS) -p device $(DEVICE) -p progress False -p curve_every None
+    -p precision $(PRECISION) -p run_dir $(RUN_DIR) -p threads $(THREADS) -p device $(DEVICE) -p progress False -p curve_every None \
+    -p test_limit None
 
 define ipc_rules
 $(RUN_DIR)/02_discover_ipc$(1).ipynb: $(RUN_DIR)/01_encode.ipynb
 	$$(call papermill,notebooks/02_discover.ipynb,$$@,-p ipc $(1) -y "selection_seeds: $$(SEEDS_YAML)" -p run_dir $(RUN_DIR) -p figures_dir $(FIGURES) -p progress False)
 
 $(RUN_DIR)/03_generate_ipc$(1).ipynb: $(RUN_DIR)/02_discover_ipc$(1).ipynb
-	$$(call papermill,notebooks/03_generate.ipynb,$$@,-p ipc $(1) -y "selection_seeds: $$(SEEDS_YAML)" -p run_dir $(RUN_DIR) -p figures_dir $(FIGURES) -p threads $(THREADS) -p progress False)
+	$$(call papermill,notebooks/03_generate.ipynb,$$@,-p ipc $(1) -y "selection_seeds: $$(SEEDS_YAML)" -y "methods: $$(GEN_METHODS_YAML)" -p run_dir $(RUN_DIR) -p figures_dir $(FIGURES) -p threads $(THREADS) -p progress False)
 
 $(foreach m,$(REAL_METHODS),$(RUN_DIR)/eval/$(m)_ipc$(1)/04_evaluate.ipynb): $(RUN_DIR)/02_discover_ipc$(1).ipynb
 $(foreach m,$(GEN_METHODS),$(RUN_DIR)/eval/$(m)_ipc$(1)/04_evaluate.ipynb): $(RUN_DIR)/03_generate_ipc$(1).ipynb
@@ -204,7 +208,7 @@ SOFT_EVALS := $(foreach m,$(SOFT_METHODS),$(SOFT_DIR)/eval/$(m)_ipc$(SOFT_IPC)_r
 $(SOFT_DIR)/eval/%_ipc$(SOFT_IPC)_rded/04_evaluate.ipynb:
 	$(call papermill,notebooks/04_evaluate.ipynb,$@,-p methods $* -p protocol rded -p epochs None -p ipc $(SOFT_IPC) \
 	    -y "selection_seeds: $(SEEDS_YAML)" -p repeats $(REPEATS) -p precision $(PRECISION) -p run_dir $(SOFT_DIR) \
-	    -p threads $(THREADS) -p device $(DEVICE) -p progress False -p curve_every None)
+	    -p threads $(THREADS) -p device $(DEVICE) -p progress False -p curve_every None -p test_limit None)
 $(filter-out $(firstword $(SOFT_EVALS)),$(SOFT_EVALS)): $(firstword $(SOFT_EVALS))
 
 soft-labels: data
@@ -219,7 +223,14 @@ readme: $(STAMP)
 	$(PY) -m coda_utils.report readme README.md
 
 # --------------------------------------------------------------------------------------------
-unit: data
+# The layers of coda_utils as import-linter contracts (pyproject.toml [tool.importlinter];
+# docs/layout.md): no module imports a higher layer, at module level or inside a function, and no
+# import goes round in a circle. `make unit` and `make test` check them first (make test once:
+# its sub-make passes LINTED=1).
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
+
+unit: $(if $(LINTED),,lint) data
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 # nbval: the notebooks as stored (executed at their defaults by `make notebooks`) are re-executed
@@ -229,17 +240,22 @@ unit: data
 # two chains that share nothing, run side by side on the two cores (one thread each, as every
 # process of the study: coda_utils.numerics), and 06 draws from both:
 #   NB_MAIN: 01 encode -> 02 discover -> 03 generate -> 04 evaluate (the run folder)
-#   NB_SIDE: 00 build prior (its own folder) and 05 ablations (its own folder and latent cache)
+#   NB_SIDE: 00 build prior (its own folder) and 05 ablations (its own folder and latent cache),
+#            also run apart (nbval-prior, nbval-ablations) so that `make test` can balance the cores
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 NB_MAIN := $(filter notebooks/01_% notebooks/02_% notebooks/03_% notebooks/04_%,$(NOTEBOOKS))
-NB_SIDE := $(filter notebooks/00_% notebooks/05_%,$(NOTEBOOKS))
+NB_PRIOR := $(filter notebooks/00_%,$(NOTEBOOKS))
+NB_ABLATIONS := $(filter notebooks/05_%,$(NOTEBOOKS))
+NB_SIDE := $(NB_PRIOR) $(NB_ABLATIONS)
 NB_LAST := $(filter-out $(NB_MAIN) $(NB_SIDE),$(NOTEBOOKS))
 NBVAL = $(PY) -m pytest -q -p no:cacheprovider --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval
-.PHONY: nbval-copy nbval-main nbval-side
+nbval_chain = $(if $(filter nbval-main,$1),$(NB_MAIN),$(if $(filter nbval-prior,$1),$(NB_PRIOR),$(if $(filter nbval-ablations,$1),$(NB_ABLATIONS),$(NB_SIDE))))
+.PHONY: nbval-copy nbval-main nbval-side nbval-prior nbval-ablations
 nbval-copy: data
 	rm -rf build/nbval && mkdir -p build/nbval && cp $(NOTEBOOKS) build/nbval/
-nbval-main nbval-side: nbval-copy
-	$(NBVAL) $(addprefix build/nbval/,$(notdir $(if $(filter nbval-main,$@),$(NB_MAIN),$(NB_SIDE))))
+# NBVAL_COPIED=1: the caller copied them already (`make test`: the chains then start in the order given)
+nbval-main nbval-side nbval-prior nbval-ablations: $(if $(NBVAL_COPIED),,nbval-copy)
+	$(NBVAL) $(addprefix build/nbval/,$(notdir $(call nbval_chain,$@)))
 nbval: data
 	$(MAKE) --no-print-directory -j2 --output-sync=target nbval-main nbval-side
 	$(NBVAL) $(addprefix build/nbval/,$(notdir $(NB_LAST)))
@@ -268,11 +284,12 @@ LAB_ARGS ?=
 lab: data
 	$(PY) -m jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-# the unit tests and the two nbval chains on the two cores (unit, then the side chain, beside the
-# main chain), then 06
-test: data
+# the import contracts, then the unit tests and the nbval chains on the two cores (the main chain
+# beside 00, then the unit tests; 05 when the main chain ends: about equal halves), then 06
+test: lint data
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory -j2 --output-sync=target nbval-main unit nbval-side && \
+	$(MAKE) --no-print-directory nbval-copy && \
+	$(MAKE) --no-print-directory -j2 --output-sync=target LINTED=1 NBVAL_COPIED=1 nbval-main nbval-prior unit nbval-ablations && \
 	$(NBVAL) $(addprefix build/nbval/,$(notdir $(NB_LAST))) && \
 	echo "make test: done in $$(( $$(date +%s) - start )) s"
 

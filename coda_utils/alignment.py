@@ -8,11 +8,14 @@ At denoising step ``i`` with model input ``x_t`` and conditional noise predictio
     eps_c <- eps_c + d_eps                                # 2. the pull toward the representative
     eps    = eps_u + w * (eps_c - eps_u)                  # 3. ordinary classifier-free guidance
 
-(the numbers of notebook 03's formula).
+(the numbers of notebook 03's formula; steps 1 and 2 are :func:`coda_correction`, the function
+the UNet hook of :func:`coda_guidance` calls).
 
-``alpha_t, sigma_t`` are the variance-preserving coefficients of the scheduler at that step
-and ``s_i`` its noise level (``sigma_t / alpha_t``). Guidance is applied only while
-``i < int(N * guide_fraction)``; the last steps belong to the prior.
+``s_i`` is the scheduler's noise level at that step (its ``sigmas[i]``, noise over signal in
+``x_t``) and ``alpha_t, sigma_t`` its variance-preserving coefficients (``x_t = alpha_t * x0 +
+sigma_t * eps``, ``alpha_t**2 + sigma_t**2 = 1``, ``sigma_t / alpha_t = s_i``):
+:func:`scheduler_coefficients`. Guidance is applied only while ``i < int(N * guide_fraction)``;
+the last steps belong to the prior.
 
 Since ``alpha_t / sigma_t = 1 / s_i``, the step moves the CFG'd ``x0`` toward ``z_rep`` by the
 coefficient ``w * gamma * s_i``: above 1 (overshooting) at the highest noise levels, near 0 at
@@ -21,7 +24,11 @@ which stays below 1 and agrees with the reference where the coefficient is small
 reference behaviour is the default.
 
 Nothing of the pipeline is copied: a forward hook on the pipeline's UNet edits the conditional
-half of its output before the pipeline's own CFG combines the halves. This works for every
+half of its output before the pipeline's own CFG combines the halves, as the reference edits the
+text-conditioned prediction: the representative acts as one more condition, and CFG's
+``eps_u + w * (eps_c - eps_u)`` multiplies the pull by ``w`` (the same edit of both halves would
+cancel out of the difference and pull by 1; of the unconditional half alone, by ``1 - w``, a
+push away for ``w > 1``). This works for every
 pipeline that batches ``[uncond, cond]`` through one UNet call (SD 1.x/2.x, SDXL, the embedded
 prior). Epsilon- and v-prediction models are both handled through ``x0``.
 """
@@ -40,7 +47,8 @@ import numpy as np
 import torch
 
 from . import parallel, setfolder
-from .datasets import check_channels, check_ipc
+from .datasets import check_ipc
+from .images import check_channels
 from .io import atomic_write, exclusive, read_json, write_json
 
 __all__ = [
@@ -48,7 +56,8 @@ __all__ = [
     "GuidanceState",
     "coda_guidance",
     "load_pipeline",
-    "guidance_correction",
+    "coda_correction",
+    "scheduler_coefficients",
     "sample_seed",
     "generate",
     "generate_set",
@@ -77,16 +86,38 @@ class GuidanceConfig:
             raise ValueError(f"gamma must be >= 0, got {self.gamma}")
 
 
-def guidance_correction(x_t: torch.Tensor, eps_c: torch.Tensor, z_rep: torch.Tensor, alpha_t: float, sigma_t: float,
-                        s_i: float, gamma: float, cfg_scale: float = 1.0, variant: str = "reference") -> torch.Tensor:
-    """``d_eps`` of the formula above (to be added to ``eps_c``)."""
-    x0 = (x_t - sigma_t * eps_c) / alpha_t
+def scheduler_coefficients(scheduler, step: int, t=None) -> tuple[float, float, float]:
+    """``(alpha_t, sigma_t, s_i)`` of ``scheduler`` at denoising step ``step`` (timestep ``t``).
+
+    ``s_i`` is the scheduler's noise level at that step, ``scheduler.sigmas[step]``: noise over
+    signal in the model input, ``sqrt((1 - abar_t) / abar_t)`` (from ``alphas_cumprod[t]`` for a
+    scheduler without sigmas). ``alpha_t, sigma_t`` are the variance-preserving coefficients of
+    the same step: ``x_t = alpha_t * x0 + sigma_t * eps``, ``alpha_t**2 + sigma_t**2 = 1``."""
+    if hasattr(scheduler, "sigmas") and len(getattr(scheduler, "sigmas", [])) > step:
+        s_i = float(scheduler.sigmas[step])
+    else:
+        abar = float(scheduler.alphas_cumprod[int(t)])
+        s_i = math.sqrt((1 - abar) / abar)
+    alpha_t = 1 / math.sqrt(1 + s_i * s_i)
+    return alpha_t, s_i * alpha_t, s_i
+
+
+def coda_correction(x_t: torch.Tensor, eps_c: torch.Tensor, z_rep: torch.Tensor, scheduler, step: int, t=None,
+                    gamma: float = 0.05, cfg_scale: float = 1.0, variant: str = "reference") -> torch.Tensor:
+    """CoDA's guidance at one denoising step: the correction ``d_eps`` that the UNet hook of
+    :func:`coda_guidance` adds to the conditional noise prediction ``eps_c`` (model input ``x_t``,
+    step ``step`` of ``scheduler``), pulling the predicted clean latent toward the representative
+    latent ``z_rep``. The pipeline's classifier-free guidance then multiplies the pull by ``w``."""
+    alpha_t, sigma_t, s_i = scheduler_coefficients(scheduler, step, t)
+    x0 = (x_t - sigma_t * eps_c) / alpha_t  # 1. the predicted clean latent
+    # the share of the way from x0 to z_rep that eps_c + d_eps moves the predicted x0
     if variant == "reference":
-        coef = gamma * s_i
-    else:  # bounded pull: w * coef = 1 - exp(-w * gamma * s_i)
+        pull = gamma * s_i
+    else:  # "normalized": the CFG'd pull w * pull = 1 - exp(-w * gamma * s_i) stays below 1
         w = max(cfg_scale, 1e-8)
-        coef = -math.expm1(-w * gamma * s_i) / w
-    return -(alpha_t / sigma_t) * coef * (z_rep - x0)
+        pull = -math.expm1(-w * gamma * s_i) / w
+    # 2. d_eps, such that (x_t - sigma_t * (eps_c + d_eps)) / alpha_t = x0 + pull * (z_rep - x0)
+    return -(alpha_t / sigma_t) * pull * (z_rep - x0)
 
 
 @dataclass
@@ -111,17 +142,6 @@ def _step_index(scheduler, t) -> int:
     return int(hits[0, 0])
 
 
-def _vp_coefficients(scheduler, idx: int, t) -> tuple[float, float, float]:
-    """(alpha_t, sigma_t, s_i) of the scheduler at step ``idx``."""
-    if hasattr(scheduler, "sigmas") and len(getattr(scheduler, "sigmas", [])) > idx:
-        s = float(scheduler.sigmas[idx])
-    else:
-        abar = float(scheduler.alphas_cumprod[int(t)])
-        s = math.sqrt((1 - abar) / abar)
-    alpha = 1 / math.sqrt(1 + s * s)
-    return alpha, s * alpha, s
-
-
 @contextlib.contextmanager
 def coda_guidance(pipe, z_rep: torch.Tensor | None, config: GuidanceConfig, cfg_scale: float,
                   record: bool = False) -> Iterator[GuidanceState]:
@@ -143,6 +163,7 @@ def coda_guidance(pipe, z_rep: torch.Tensor | None, config: GuidanceConfig, cfg_
         raise ValueError(f"CoDA guidance supports epsilon and v-prediction models, not {pred_type!r}")
 
     def hook(module, args, kwargs, output):
+        # what the UNet was given (x_t, timestep t) and what it predicted, for the whole batch
         x_in = args[0] if args else kwargs["sample"]
         t = args[1] if len(args) > 1 else kwargs["timestep"]
         out = output[0] if isinstance(output, tuple) else output.sample
@@ -151,27 +172,28 @@ def coda_guidance(pipe, z_rep: torch.Tensor | None, config: GuidanceConfig, cfg_
             raise ValueError(f"CoDA guidance got a UNet batch of {x_in.shape[0]} for {b} representatives; "
                              "call the pipeline with one image per prompt (num_images_per_prompt=1)")
         sched = pipe.scheduler
-        idx = _step_index(sched, t)
-        guided = config.gamma > 0 and idx < int(len(sched.timesteps) * config.guide_fraction)
+        step = _step_index(sched, t)
+        guided = config.gamma > 0 and step < int(len(sched.timesteps) * config.guide_fraction)
         if not (guided or state.record):
             return output
-        alpha, sigma, s = _vp_coefficients(sched, idx, t)
-        cond = slice(x_in.shape[0] - b, x_in.shape[0])  # [uncond, cond] with CFG, all cond without
+        alpha_t, sigma_t, _ = scheduler_coefficients(sched, step, t)
+        cond = slice(x_in.shape[0] - b, x_in.shape[0])  # the conditional half: [uncond, cond] with CFG
         x_t, o_c = x_in[cond].float(), out[cond].float()
-        eps_c = o_c if pred_type == "epsilon" else sigma * x_t + alpha * o_c
+        eps_c = o_c if pred_type == "epsilon" else sigma_t * x_t + alpha_t * o_c  # v-prediction -> eps
         d_eps = torch.zeros_like(eps_c)
         if guided:
             state.calls += 1
-            z = z_rep.to(x_t.device, torch.float32)
-            d_eps = guidance_correction(x_t, eps_c, z, alpha, sigma, s, config.gamma, cfg_scale, config.variant)
+            d_eps = coda_correction(x_t, eps_c, z_rep.to(x_t.device, torch.float32), sched, step, t,
+                                    config.gamma, cfg_scale, config.variant)
         if state.record:
-            state.steps.append(idx)
+            state.steps.append(step)
             state.guided.append(guided)
-            state.x0_before.append(((x_t - sigma * eps_c) / alpha).cpu())
-            state.x0_after.append(((x_t - sigma * (eps_c + d_eps)) / alpha).cpu())
+            state.x0_before.append(((x_t - sigma_t * eps_c) / alpha_t).cpu())
+            state.x0_after.append(((x_t - sigma_t * (eps_c + d_eps)) / alpha_t).cpu())
         if not guided:
             return output
-        new_c = o_c + (d_eps if pred_type == "epsilon" else d_eps / alpha)
+        # written back in the model's own parameterization; the pipeline's CFG then combines the halves
+        new_c = o_c + (d_eps if pred_type == "epsilon" else d_eps / alpha_t)
         out = out.clone()
         out[cond] = new_c.to(out.dtype)
         return (out, *output[1:]) if isinstance(output, tuple) else type(output)(sample=out)
@@ -309,7 +331,7 @@ def model_fingerprint(pipe) -> str:
     """A short hash of a pipeline's UNet (and text encoders): config, parameter names and
     shapes, and the first values of every parameter. Retrained or other weights give another
     fingerprint; hashing reads a few KB per tensor, so it is cheap even for SDXL."""
-    from .encoding import _config_dict
+    from .vae import _config_dict
 
     h = hashlib.sha256()
     for name in ("unet", "text_encoder", "text_encoder_2"):

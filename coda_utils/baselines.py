@@ -191,7 +191,7 @@ def vae_round_trip(src_dir: str | Path, out_dir: str | Path, vae_or_pipe, method
         ``out_dir``.
     """
     from .alignment import latents_to_native
-    from .encoding import decode_latents, encode_images, get_vae, native_size, vae_fingerprint
+    from .vae import decode_latents, encode_images, get_vae, native_size, vae_fingerprint
 
     src, out = Path(src_dir), Path(out_dir)
     if not setfolder.is_finished(src):

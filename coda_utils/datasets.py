@@ -18,20 +18,12 @@ For choosing settings without touching ``test`` (the guidance scale, say), ``tar
 further split into ``target_fit`` (train[50000:58000], distilled while choosing) and
 ``target_val`` (train[58000:60000], the held-out images the choice is judged on).
 
-Image sizes: an ImageFolder tree (every ImageNet subset) holds images of many sizes and aspect
-ratios. How they reach the text-to-image model's native size is a :class:`ResizePolicy`,
-decided once from the sizes of **all** images (:func:`decide_resize`) and recorded with the
-latent cache and in every set's manifest, so that encoding (01), the export of R and the
-baselines (02), generation (03) and the random-real sets (04) treat every image alike. A
-dataset with a policy attached (:meth:`LabeledImages.with_policy`) loads at the policy's
-size when no size is given.
-
-Channels: a dataset's own images load as 1 channel when they are all grayscale files
-(Fashion-MNIST, a tree of gray PNGs) and as RGB otherwise (:attr:`LabeledImages.gray`). A run's
-sets have the channels of the run's VAE input instead (the rule of
-:mod:`coda_utils.setfolder`): notebook 01 records them in the policy (``channels``), and a
-dataset with that policy attached loads in them, so R, the baselines, G and the round trips of
-one run agree whatever the files are.
+Image sizes and channels: how an image reaches the model's size (a :class:`~coda_utils.images.ResizePolicy`,
+decided once from the sizes of all images) and in which channels a dataset loads are
+:mod:`coda_utils.images`; a dataset with a policy attached (:meth:`LabeledImages.with_policy`)
+loads at the policy's size and in its channels when no size is given. A dataset's own images load
+as 1 channel when they are all grayscale files (Fashion-MNIST, a tree of gray PNGs) and as RGB
+otherwise (:attr:`LabeledImages.gray`).
 """
 from __future__ import annotations
 
@@ -48,32 +40,27 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from .errors import ParameterError
+from .images import IMAGE_EXTENSIONS, ResizePolicy, probe_image, read_image, resize_images, run_policy, to_channels
 
 __all__ = [
     "LabeledImages",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_SPLITS",
     "IMAGENET_SUBSETS",
+    "REPO_ROOT",
     "load_fashion_mnist",
+    "find_fashion_mnist",
     "load_image_folder",
     "holdout_split",
     "evaluation_data",
     "load_dataset",
     "imagenet_subset",
     "imagenet_class_names",
-    "resize_images",
-    "RESIZE_MODES",
-    "ResizePolicy",
-    "decide_resize",
-    "size_summary",
     "DatasetNotFoundError",
     "DATASETS",
     "check_ipc",
-    "CHANNEL_MODES",
-    "check_channels",
-    "to_channels",
-    "read_image",
 ]
 
 FASHION_MNIST_CLASSES = [
@@ -100,9 +87,6 @@ IMAGENET_SUBSETS = [
     "imagenet-a", "imagenet-b", "imagenet-c", "imagenet-d", "imagenet-e",
     "imagenet-100", "imagenet-1k",
 ]
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jpe"}
-#: how an image reaches another size: keep the aspect ratio and crop, stretch, or zero-pad
-RESIZE_MODES = ("center_crop", "squash", "pad")
 #: the names :func:`load_dataset` accepts
 DATASETS = ("fashion-mnist", "folder", *IMAGENET_SUBSETS)
 
@@ -223,7 +207,7 @@ class LabeledImages:
             if size is None:
                 raise ValueError(
                     f"{self.name}: images have mixed sizes ({_describe(self.sizes)}); load them through a resize "
-                    "policy (datasets.decide_resize, recorded with the latent cache of notebook 01) or pass size=")
+                    "policy (images.decide_resize, recorded with the latent cache of notebook 01) or pass size=")
         if resize is None:
             resize = self.policy.mode if self.policy is not None else "center_crop"
         size = (size, size) if isinstance(size, int) else tuple(size)
@@ -294,33 +278,6 @@ def check_ipc(ipc, counts=None, class_names: Sequence[str] | None = None, what: 
     return ipc
 
 
-def resize_images(x: torch.Tensor, size: tuple[int, int], mode: str = "center_crop") -> torch.Tensor:
-    """Resize a ``uint8`` batch ``N x C x H x W`` (or one ``C x H x W`` image) to ``size``."""
-    if x.ndim == 3:
-        x = x[None]
-    h, w = x.shape[-2:]
-    th, tw = size
-    if (h, w) == (th, tw):
-        return x
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"resize must be 'center_crop', 'squash' or 'pad', not {mode!r}")
-    if mode == "pad":
-        if h > th or w > tw:
-            raise ValueError(f"cannot pad a {h}x{w} image into the smaller {th}x{tw}; "
-                             "use resize='squash' (the reference) or 'center_crop'")
-        top, left = (th - h) // 2, (tw - w) // 2
-        return F.pad(x, (left, tw - w - left, top, th - h - top))
-    if mode == "center_crop":
-        # the largest centred region with the output's aspect ratio, then resized: the
-        # intermediate image is never larger than the input (a 50x2000 strip stays cheap)
-        ch, cw = (h, max(1, round(h * tw / th))) if w * th > h * tw else (max(1, round(w * th / tw)), w)
-        top, left = (h - ch) // 2, (w - cw) // 2
-        x = x[..., top:top + ch, left:left + cw]
-        if (ch, cw) == (th, tw):
-            return x
-    y = F.interpolate(x.float(), size=(th, tw), mode="bilinear", antialias=True, align_corners=False)
-    return y.round().clamp(0, 255).to(torch.uint8)
-
 
 def _describe(sizes: np.ndarray | None) -> str:
     if sizes is None or not len(sizes):
@@ -329,92 +286,6 @@ def _describe(sizes: np.ndarray | None) -> str:
     return (f"{len(u)} distinct sizes from {sizes[:, 0].min()}x{sizes[:, 1].min()} "
             f"to {sizes[:, 0].max()}x{sizes[:, 1].max()} (HxW)")
 
-
-def size_summary(sizes: np.ndarray) -> dict:
-    """What a resize policy saw: image count, distinct sizes, smallest and largest height and
-    width, the most extreme aspect ratio, and the five most common sizes (H, W, count)."""
-    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
-    if not len(sizes):
-        return {"images": 0}
-    u, counts = np.unique(sizes, axis=0, return_counts=True)
-    order = np.argsort(-counts, kind="stable")[:5]
-    aspect = np.maximum(sizes[:, 0] / sizes[:, 1], sizes[:, 1] / sizes[:, 0])
-    return {"images": int(len(sizes)), "distinct": int(len(u)),
-            "height": [int(sizes[:, 0].min()), int(sizes[:, 0].max())],
-            "width": [int(sizes[:, 1].min()), int(sizes[:, 1].max())],
-            "max_aspect_ratio": round(float(aspect.max()), 3),
-            "most_common": [[int(u[i, 0]), int(u[i, 1]), int(counts[i])] for i in order]}
-
-
-@dataclass(frozen=True)
-class ResizePolicy:
-    """How every image of a dataset reaches the model's native size, decided once from all
-    images (:func:`decide_resize`).
-
-    Attributes:
-        size: (H, W) the model works at (the VAE's ``sample_size``): encoding and generation.
-        mode: ``"pad"``, ``"squash"`` or ``"center_crop"``: how an image reaches ``size``.
-        native: the dataset's one image size, ``None`` when sizes are mixed. Sets are exported
-            at ``native`` when there is one (generated images are brought back to it with the
-            inverse of ``mode``), else at ``size``.
-        sizes: :func:`size_summary` of the images the policy was decided on.
-        channels: the channels of every set of the run, the VAE's input channels (1 or 3;
-            :func:`coda_utils.setfolder.set_channels`), recorded by notebook 01; ``None``: the
-            dataset's own (a run without a latent cache).
-    """
-
-    size: tuple[int, int]
-    mode: str
-    native: tuple[int, int] | None
-    sizes: dict
-    channels: int | None = None
-
-    @property
-    def export_size(self) -> tuple[int, int]:
-        return tuple(self.native) if self.native is not None else tuple(self.size)
-
-    def to_dict(self) -> dict:
-        return {"size": list(self.size), "mode": self.mode, "native": list(self.native) if self.native else None,
-                "export_size": list(self.export_size), "sizes": self.sizes, "channels": self.channels}
-
-    @classmethod
-    def from_dict(cls, d: dict, channels: int | None = None) -> "ResizePolicy":
-        """The policy ``d`` describes; ``channels`` fills in a policy recorded without them."""
-        return cls(tuple(d["size"]), d["mode"], tuple(d["native"]) if d.get("native") else None, dict(d.get("sizes", {})),
-                   d["channels"] if d.get("channels") is not None else channels)
-
-
-def decide_resize(data: "LabeledImages", size: int | tuple[int, int], resize: str | None = None,
-                  channels: int | None = None) -> ResizePolicy:
-    """The resize policy for ``data`` at the model's ``size``, from the sizes of all its images;
-    ``channels``: the run's set channels (the VAE's input channels), recorded with it.
-
-    Default (``resize=None``): ``"pad"`` when every image has the same size and fits into
-    ``size`` (Fashion-MNIST's 28x28 into the prior's 32x32: every pixel kept, nothing
-    interpolated), otherwise ``"squash"``, what the CoDA reference does for ImageNet (every
-    image resized to SDXL's 1024x1024, aspect ratio not kept). ``"center_crop"`` keeps the
-    aspect ratio and crops. Mixed sizes are normal input.
-
-    Raises:
-        ValueError: ``resize`` is not a mode, or ``"pad"`` is asked for images larger than
-            ``size`` (the message names the first such file and the parameter that fixes it).
-    """
-    size = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(v) for v in size)
-    sizes = data.image_sizes()
-    larger = (sizes[:, 0] > size[0]) | (sizes[:, 1] > size[1])
-    if resize is None:
-        mode = "pad" if data.native_size is not None and not larger.any() else "squash"
-    elif resize in RESIZE_MODES:
-        mode = resize
-    else:
-        raise ValueError(f"resize={resize!r} is not a resize mode; choose one of {', '.join(RESIZE_MODES)} (parameter `resize`)")
-    if mode == "pad" and larger.any():
-        i = int(np.flatnonzero(larger)[0])
-        where = str(data.paths[i]) if data.paths is not None else f"{data.name} image {i}"
-        raise ValueError(f"resize='pad' cannot fit {where} ({sizes[i, 0]}x{sizes[i, 1]}, HxW) into {size[0]}x{size[1]}"
-                         f"{f' (and {int(larger.sum()) - 1} more images)' if larger.sum() > 1 else ''}; "
-                         "pass resize='squash' (the reference) or 'center_crop' (notebook parameter `resize`)")
-    return ResizePolicy(size, mode, data.native_size, size_summary(sizes), channels)
 
 
 # --------------------------------------------------------------------------------------
@@ -518,70 +389,6 @@ def imagenet_subset(name: str) -> list[str]:
     return _imagenet_file(fname).split()
 
 
-# --------------------------------------------------------------------------------------
-# Image files and channels (the pixel side of coda_utils.setfolder's channel rule)
-# --------------------------------------------------------------------------------------
-#: PIL modes of grayscale files
-_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
-#: the PIL mode an image of each channel count is decoded and written in (1: L, 3: RGB)
-CHANNEL_MODES = {1: "L", 3: "RGB"}
-
-
-def check_channels(channels) -> int:
-    """``channels`` as an int, 1 or 3; anything else is a ``ValueError``."""
-    if channels not in CHANNEL_MODES:
-        raise ValueError(f"images have 1 (gray) or 3 (RGB) channels here, not {channels!r}")
-    return int(channels)
-
-
-def to_channels(images: torch.Tensor | np.ndarray, channels: int) -> torch.Tensor:
-    """uint8 images (``N x C x H x W`` or one ``C x H x W``) with ``channels`` channels: gray is
-    repeated to RGB, RGB becomes PIL's luma ``(19595 R + 38470 G + 7471 B + 2^15) >> 16``
-    (what ``Image.convert("L")`` computes). The input comes back unchanged when it has them."""
-    channels = check_channels(channels)
-    x = torch.as_tensor(images)
-    if x.dtype != torch.uint8 or x.ndim not in (3, 4):
-        raise ValueError(f"expected uint8 images C x H x W or N x C x H x W, got {x.dtype} with shape {tuple(x.shape)}")
-    c = x.shape[-3]
-    if c == channels:
-        return x
-    if c == 1:
-        return x.expand(*x.shape[:-3], 3, *x.shape[-2:]).contiguous()
-    if c == 3:
-        rgb = x.to(torch.int32)
-        luma = (rgb.narrow(-3, 0, 1) * 19595 + rgb.narrow(-3, 1, 1) * 38470 + rgb.narrow(-3, 2, 1) * 7471 + 0x8000) >> 16
-        return luma.to(torch.uint8)
-    raise ValueError(f"cannot convert {c}-channel images to {channels} channels")
-
-
-def read_image(path: str | os.PathLike, channels: int | None = None) -> torch.Tensor:
-    """Decode one image file as uint8 ``C x H x W``: with ``channels`` (1 or 3) in that mode,
-    else 1 channel for a grayscale file and 3 for any other (RGBA, CMYK, palette...)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if channels is None:
-            channels = 1 if im.mode in _GRAY_MODES else 3
-        arr = np.asarray(im.convert(CHANNEL_MODES[check_channels(channels)]))
-    t = torch.from_numpy(arr.copy())
-    return t[None] if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
-
-
-def _image_size(path: Path, decode: bool) -> tuple[int, int, bool] | None:
-    """(H, W, is grayscale) of an image file, ``None`` when it cannot be read (``decode``:
-    decode it fully, so that a truncated file is caught, not only a bad header)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            if decode:
-                im.load()
-            w, h = im.size
-            gray = im.mode in _GRAY_MODES
-        return (h, w, gray) if h > 0 and w > 0 else None
-    except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
-        return None
-
 
 def _image_files(folder: Path) -> list[Path]:
     """Image files below ``folder``, nested folders included (as torchvision's ImageFolder),
@@ -652,7 +459,7 @@ def load_image_folder(
     for c, cid in enumerate(classes):
         good = 0
         for p in _image_files(root / cid):
-            hw = _image_size(p, decode=verify)
+            hw = probe_image(p, decode=verify)
             if hw is None:
                 skipped.append(str(p))
                 if len(skipped) <= 5:
@@ -731,9 +538,6 @@ def evaluation_data(dataset: str, data_root=None, split: str | None = None, test
     Returns:
         ``(target, size, test_x, test_y)``.
     """
-    from .encoding import run_policy
-    from .params import ParameterError
-
     target = load_dataset(dataset, split or ("target" if data_root is None else "train"), data_root)
     test = load_dataset(dataset, test_split or ("test" if test_root is None else "val"), test_root)
     target = target.with_policy(run_policy(latents, target, image_size))

@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from .datasets import check_ipc
+from .discovery_teaching import noise_fill_table, toy_blobs  # notebook 02's teaching aids
 
 __all__ = [
     "REFERENCE",
@@ -46,8 +47,11 @@ __all__ = [
     "class_settings",
     "discover_class",
     "load_discovery",
+    "load_arrays",
     "discover",
     "umap_2d",
+    "toy_blobs",
+    "noise_fill_table",
 ]
 
 #: the reference script's settings, for ~1,300 images per class (ImageNet)
@@ -118,10 +122,17 @@ def _kmeans(points: np.ndarray, init: np.ndarray | int, seed: int, n_init: int =
 
 
 def run_umap(x: np.ndarray, n_neighbors: int, n_components: int = 50, min_dist: float = 0.0, seed: int = 0) -> np.ndarray:
-    """UMAP as the reference runs it (euclidean, fixed ``random_state``, so single-threaded)."""
-    import umap
+    """UMAP as the reference runs it (euclidean, fixed ``random_state``, so single-threaded).
 
-    with _quiet():
+    Inside ``threadpool_limits(1)``: umap-learn's first run (numba's OpenMP layer loading) sets
+    the OpenMP pool that PyTorch shares to one thread per core, and every later torch call of the
+    process (notebook 05 generates and trains right after discovery) then ran on two threads
+    beside the other processes of a run, several times slower; the limit restores the process's
+    own count afterwards (UMAP itself runs single-threaded either way: the same embedding)."""
+    import umap
+    from threadpoolctl import threadpool_limits
+
+    with _quiet(), threadpool_limits(1):
         return umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, metric="euclidean",
                          random_state=seed).fit_transform(x).astype(np.float32)
 
@@ -551,21 +562,64 @@ class Discovery:
                             for name, pos, d in zip(self.class_names, self.class_positions, self.per_class)}}
 
     def save(self, path) -> None:
-        """Write the diagnostics as JSON at ``path`` and, next to it (same name, ``.npz``), the
-        representatives' original latents (``latents``, class by class, IPC each, float32),
-        their dataset positions (``positions``) and class indices (``labels``), and each class's
-        50-d embedding (``embedding_<c>``)."""
+        """Write, next to ``path`` (same name, ``.npz``), the representatives' original latents
+        (``latents``, class by class, IPC each, float32), their dataset positions (``positions``)
+        and class indices (``labels``), and each class's 50-d embedding (``embedding_<c>``); then,
+        last, the diagnostics as JSON at ``path`` with the ``.npz``'s record (size and SHA-256) under
+        ``files``, which :func:`load_arrays` checks. A damaged ``.npz`` that this replaces is named."""
         from pathlib import Path
 
-        from .io import atomic_write, write_json
+        from .io import atomic_write, file_record, write_json
 
         path = Path(path)
-        write_json(path, self.diagnostics())
+        npz = path.with_suffix(".npz")
+        replaced = _npz_problem(path) if path.exists() else None  # an earlier run's file, damaged or gone
         arrays = {"latents": self.latents, "positions": self.positions,
                   "labels": np.repeat(np.asarray(self.class_ids, dtype=np.int64), self.ipc)}
         arrays.update({f"embedding_{c}": d.embedding for c, d in zip(self.class_ids, self.per_class) if d.embedding is not None})
-        with atomic_write(path.with_suffix(".npz"), "wb") as fh:
+        with atomic_write(npz, "wb") as fh:
             np.savez_compressed(fh, **arrays)
+        write_json(path, {**self.diagnostics(), "files": {npz.name: file_record(npz)}})
+        if replaced:
+            print(f"discovery: replaced {npz} ({replaced})", flush=True)
+
+
+def _npz_problem(path) -> str | None:
+    """What is wrong with the ``.npz`` beside the discovery record ``path`` (missing, or not what
+    the record lists), or ``None``; a record that cannot be read counts as a problem too."""
+    from pathlib import Path
+
+    from .io import CorruptFileError, check_file, read_json
+
+    path = Path(path)
+    try:
+        meta = read_json(path)
+    except (OSError, CorruptFileError) as e:
+        return f"its record {path.name} is unreadable ({e.__class__.__name__})"
+    return check_file(path.with_suffix(".npz"), (meta.get("files") or {}).get(path.with_suffix(".npz").name))
+
+
+def load_arrays(path) -> dict:
+    """The arrays :meth:`Discovery.save` wrote beside the record ``path`` (``latents``,
+    ``positions``, ``labels``, ``embedding_<c>``), after checking the ``.npz`` against the
+    record's size and SHA-256. A damaged or missing file raises
+    :class:`~coda_utils.io.CorruptFileError` naming it and what re-makes it (notebook 02 with the
+    same parameters)."""
+    from pathlib import Path
+
+    from .io import CorruptFileError
+
+    path = Path(path)
+    npz = path.with_suffix(".npz")
+    action = ("run notebook 02 again with the same parameters (ipc, selection seed): it makes this seed's "
+              "discovery again and replaces the file")
+    if not path.is_file():
+        raise CorruptFileError(path, "missing (no discovery for this IPC and seed)", action)
+    problem = _npz_problem(path)
+    if problem:
+        raise CorruptFileError(npz, f"damaged discovery file: {problem}", action)
+    with np.load(npz) as arrays:
+        return {k: arrays[k] for k in arrays.files}
 
 
 def load_discovery(path) -> Discovery:
@@ -577,7 +631,7 @@ def load_discovery(path) -> Discovery:
 
     path = Path(path)
     meta = read_json(path)
-    arrays = np.load(path.with_suffix(".npz"))
+    arrays = load_arrays(path)
     labels, latents = arrays["labels"], arrays["latents"]
     class_ids = list(dict.fromkeys(int(c) for c in labels))
     per_class, positions = [], []
@@ -596,7 +650,8 @@ def load_discovery(path) -> Discovery:
 def discover(cache, ipc: int, n_neighbors: int | None = None, min_cluster_size: int | None = None,
              min_samples: int = REFERENCE["min_samples"], seed: int = 0, pca_dims: int | None = None,
              n_components: int = REFERENCE["n_components"], classes: Sequence[int] | None = None,
-             keep_embedding: bool = True, progress: bool = True, reuse: Discovery | None = None) -> Discovery:
+             keep_embedding: bool = True, progress: bool = True, reuse: Discovery | None = None,
+             embeddings: dict | None = None) -> Discovery:
     """Run :func:`discover_class` on every class of a :class:`~coda_utils.encoding.LatentCache`.
 
     ``n_neighbors`` / ``min_cluster_size`` default to the reference values scaled to the mean
@@ -607,6 +662,11 @@ def discover(cache, ipc: int, n_neighbors: int | None = None, min_cluster_size: 
     (``n_neighbors``, ``n_components``, ``seed``, ``pca_dims``) equal these, its embeddings are
     reused and only HDBSCAN and the post-processing run (an IPC or ``min_cluster_size`` sweep
     costs well under a second per class instead of a UMAP each).
+
+    ``embeddings``: ``{class index: embedding}`` that the caller computed with these very
+    settings (:func:`run_umap` on the class's standardized latents with ``n_neighbors``,
+    ``n_components``, ``seed``; notebook 02's walk-through), used instead of a second UMAP for
+    those classes; their records say ``umap (reused)``.
     """
     classes = list(range(cache.num_classes)) if classes is None else list(classes)
     counts = cache.counts
@@ -628,7 +688,8 @@ def discover(cache, ipc: int, n_neighbors: int | None = None, min_cluster_size: 
     per_class, positions = [], []
     for c in it:
         d = discover_class(cache.latents(c), ipc, params["n_neighbors"], params["min_cluster_size"], min_samples, seed,
-                           pca_dims, n_components, keep_embedding=keep_embedding, embedding=old.get(cache.class_names[c]))
+                           pca_dims, n_components, keep_embedding=keep_embedding,
+                           embedding=old.get(cache.class_names[c], (embeddings or {}).get(c)))
         per_class.append(d)
         positions.append(cache.indices(c)[d.positions])
     return Discovery(int(ipc), params, per_class, positions, [cache.class_names[c] for c in classes], classes)

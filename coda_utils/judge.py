@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .datasets import LabeledImages, resize_images
+from .datasets import LabeledImages
+from .images import resize_images
 from .io import atomic_write, read_json, write_json
 
 __all__ = ["Judge", "train_judge", "frechet_distance", "distances_to", "prompt_fidelity", "generate_unguided", "SHIPPED_JUDGE", "to_canvas"]
@@ -81,7 +82,7 @@ class Judge:
         from safetensors.torch import load_file
 
         from .architectures import ConvNet
-        from .encoding import resolve_model_path
+        from .vae import resolve_model_path
 
         path = resolve_model_path(path)  # relative paths also from the repository root (nbval)
         if not (path / "config.json").is_file():
@@ -100,7 +101,7 @@ def train_judge(pool: LabeledImages, steps: int = 3000, batch_size: int = 128, l
     from tqdm.auto import tqdm
 
     from .architectures import ConvNet
-    from .prior import web_transform
+    from .prior_model import web_transform
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

@@ -84,18 +84,18 @@ def _rank_files(path: Path) -> list[Path]:
 
 def results_so_far(path: str | Path):
     """Every network row of a results file and of the per-process files beside it (also those
-    of an earlier, killed job), each network once (:data:`~coda_utils.evaluation.KEY_COLUMNS`),
+    of an earlier, killed job), each network once (:data:`~coda_utils.results.KEY_COLUMNS`),
     the shared file's rows first."""
     import pandas as pd
 
-    from . import evaluation
+    from .results import KEY_COLUMNS, read_results
 
     path = Path(path)
     files = [f for f in [path, *_rank_files(path)] if f.is_file()]
     if not files:
-        return evaluation.read_results(path)  # an empty table with the columns
-    rows = pd.concat([evaluation.read_results(f) for f in files], ignore_index=True)
-    return rows.drop_duplicates(subset=evaluation.KEY_COLUMNS, keep="first")
+        return read_results(path)  # an empty table with the columns
+    rows = pd.concat([read_results(f) for f in files], ignore_index=True)
+    return rows.drop_duplicates(subset=KEY_COLUMNS, keep="first")
 
 
 def start_rank_results(paths: Sequence[str | Path], procs: Any) -> None:

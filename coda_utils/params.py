@@ -9,19 +9,28 @@ failing).
 
 :data:`SPECS` holds one checker per parameter of every notebook; ``tests/test_params.py`` checks
 that every parameter of every notebook has one and feeds each a bad value.
+
+A notebook's ``parameters`` cell shows only the few knobs a newcomer touches; the rest (the
+GPU, ImageNet and scale-out settings) are its **advanced settings**, :data:`ADVANCED`, with
+their defaults and what each does. The same check function first puts every advanced setting
+the notebook's namespace lacks into it (:func:`fill_defaults`), so ``papermill -p NAME VALUE``
+and ``-f notebooks/params/FILE.yaml`` set any of them as before (papermill injects a name
+that is not in the ``parameters`` cell after that cell, with the log line
+``Passed unknown parameter: NAME``: expected for an advanced setting, a typo otherwise).
+:func:`show_settings` lists them; :func:`notebook_defaults` is every parameter at its default.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Sequence, Any, Callable, Mapping
+from typing import Sequence, Any, Callable, Mapping, MutableMapping
 
-__all__ = ["ParameterError", "SPECS", "check", "read_parameter_file", "train_timesteps", "check_build_prior", "check_encode", "check_discover", "check_generate",
+__all__ = ["ParameterError", "SPECS", "ADVANCED", "check", "fill_defaults", "advanced_defaults", "notebook_defaults",
+           "notebook_name", "show_settings", "read_parameter_file", "train_timesteps", "check_build_prior", "check_encode", "check_discover", "check_generate",
            "check_evaluate", "check_ablations", "check_figures"]
 
 
-class ParameterError(ValueError):
-    """A notebook parameter has a value it cannot run with."""
+from .errors import ParameterError  # the errors module owns it (the data layer raises it too)
 
 
 Checker = Callable[[str, Any, Mapping[str, Any]], None]
@@ -245,7 +254,7 @@ SPECS: dict[str, dict[str, Checker]] = {
         "vae_latent_channels": integer(1), "unet_channels": list_of(integer(1)),
         "unet_plain_levels": integer(0), "text_width": integer(1), "latent_passes": integer(1),
         "pool_limit": integer(1, none=True), "device": device(), "tokenizer_dir": text(none=True, what="a directory path"),
-        "judge_steps": integer(0), "fidelity_samples": integer(1), "fd_target_images": integer(2),
+        "judge_steps": integer(0), "fidelity_samples": integer(1), "fd_target_images": integer(2), "psnr_images": integer(1, none=True),
         "sampling_steps": integer(1), "cfg_scale": number(1.0), "out_dir": text(what="a directory path"),
         "overwrite_shipped": boolean(), "work_dir": text(what="a directory path"), "judge_dir": text(what="a directory path"),
         "figures_dir": text(none=True, what="a directory path"), "write_card": boolean(), "progress": boolean(),
@@ -303,6 +312,148 @@ SPECS: dict[str, dict[str, Checker]] = {
         "selection_seed": integer(0, none=True), "ablations_dir": text(none=True, what="a directory path"), "model": model(),
         "plot_class": integer(0), "figures_dir": text(none=True, what="a directory path"), "caption": text(),
         "name": text(none=True, pattern=r"[A-Za-z0-9_.\-]+", what="a file-name part"),
+    },
+}
+
+
+# --------------------------------------------------------------------------------------
+# Advanced settings: the defaults a notebook's parameters cell does not show
+# --------------------------------------------------------------------------------------
+#: notebook -> parameter -> (default, what it does): every parameter that is not one of the few
+#: knobs a newcomer touches (those stay in the notebook's ``parameters`` cell). The check cell
+#: (``params.check_encode(globals())``, ...) puts each one the namespace lacks into it before
+#: checking, so papermill's ``-p NAME VALUE`` and ``-f file.yaml`` (injected after the
+#: ``parameters`` cell) still set any of them; ``notebooks/params/*.yaml`` holds the GPU,
+#: ImageNet and scale-out presets, :func:`show_settings` lists a notebook's.
+ADVANCED: dict[str, dict[str, tuple[Any, str]]] = {
+    "00_build_prior": {
+        "vae_steps": (1500, "VAE training steps (PriorConfig)"),
+        "unet_steps": (6000, "UNet training steps"),
+        "decoder_steps": (1000, "decoder fine-tuning (encoder frozen, so the UNet stays valid)"),
+        "vae_batch": (128, "VAE batch size"),
+        "unet_batch": (128, "UNet batch size"),
+        "vae_channels": ([32, 64], "each block after the first halves the 32x32 canvas: 16x16 latents"),
+        "vae_latent_channels": (4, "latents 4x16x16 (the candidates tried: benchmarks/vae_candidates.py)"),
+        "unet_channels": ([32, 64, 96], "UNet widths, one per level"),
+        "unet_plain_levels": (1, "highest-resolution UNet levels without cross-attention (the 16x16 one)"),
+        "text_width": (64, "text encoder width"),
+        "latent_passes": (3, "passes over the pool's latents (each with fresh web transforms)"),
+        "pool_limit": (None, "train on the first N pool images only (quick checks)"),
+        "tokenizer_dir": ("data/models/fashion-prior/tokenizer", "reuse this vocabulary; None: train a new one"),
+        "judge_steps": (3000, "training steps of the judge classifier (when it is not found)"),
+        "fd_target_images": (1000, "target images the samples are compared with"),
+        "psnr_images": (1000, "target images whose VAE round trip is measured, None: all of target (make prior)"),
+        "out_dir": ("data/models/fashion-prior", "train: where the new pipeline goes (the shipped one only with "
+                                                 "overwrite_shipped)"),
+        "overwrite_shipped": (False, "True only to replace data/models/fashion-prior (make prior)"),
+        "judge_dir": ("data/models/fashion-judge", "loaded if it exists, trained and saved otherwise"),
+        "figures_dir": (None, "None: work_dir/figures; make prior passes figures"),
+        "write_card": (True, "train: write the model card (README.md) beside the pipeline"),
+        "round_trip": ("results/vae_round_trip.csv", "the latent-space candidates (benchmarks/vae_candidates.py), "
+                                                     "shown on the card"),
+    },
+    "01_encode": {
+        "data_root": (None, "ImageFolder root (train split) for ImageNet subsets"),
+        "split": (None, "None: target (Fashion-MNIST) or train (ImageFolder); target_fit for model selection"),
+        "size": (None, "encoding resolution, None: the VAE native sample_size"),
+        "resize": (None, "pad | squash | center_crop, None: pad smaller images, else squash"),
+        "batch_size": (256, "images encoded at once"),
+        "num_workers": (0, "threads that load images ahead (ImageFolder trees on a GPU)"),
+        "dtype": ("float32", "float16 only with an fp16-safe VAE"),
+        "class_limit": (None, "only the first N classes (quick runs)"),
+        "figures_dir": (None, "None: run_dir/figures"),
+    },
+    "02_discover": {
+        "data_root": (None, "ImageFolder root (train split) for ImageNet subsets"),
+        "split": (None, "None: target (Fashion-MNIST) or train (ImageFolder); target_fit for model selection"),
+        "model": ("data/models/fashion-prior", "the model whose VAE made the cache (checked)"),
+        "min_samples": (3, "HDBSCAN"),
+        "pca_dims": (None, "e.g. 256: PCA before UMAP (faster, not the reference path)"),
+        "class_limit": (None, "as in notebook 01 (the cache is checked against the data)"),
+        "per_class_limit": (None, "as in notebook 01"),
+        "figures_dir": (None, "None: run_dir/figures"),
+        "progress": (False, "progress bars"),
+    },
+    "03_generate": {
+        "data_root": (None, "ImageFolder root (train split) for ImageNet subsets"),
+        "split": (None, "None: target (Fashion-MNIST) or train (ImageFolder); target_fit for model selection"),
+        "refiner": (None, "SDXL refiner directory or hub id (gets no guidance)"),
+        "refiner_start": (0.8, "fraction of the schedule the base model runs when a refiner is used"),
+        "guide_fraction": (0.9, "guided share of the steps (reference: 0.9)"),
+        "variant": ("reference", "reference | normalized"),
+        "cfg_scale": (5.0, "classifier-free guidance scale"),
+        "batch_size": (50, "images generated at once"),
+        "prompt_template": ("a {} on a black background", "the text-only baseline"),
+        "set_suffix": ("", "appended to the set folder names, e.g. _gamma0.1 in sweeps"),
+        "device": ("cpu", "cpu | cuda | cuda:N"),
+        "dtype": ("float32", "float16 on GPUs (SDXL: use an fp16-safe VAE)"),
+        "threads": (None, "torch threads (1 when other stages share the cores), None: the default"),
+        "attention_slicing": (False, "memory options for large models"),
+        "vae_tiling": (False, "memory option for large models: decode in tiles"),
+        "class_limit": (None, "as in notebooks 01 and 02"),
+        "per_class_limit": (None, "as in notebooks 01 and 02"),
+        "judge_dir": ("data/models/fashion-judge", "Frechet distances in its features (embedded world), None: skip"),
+        "trajectory_class": (7, "the class whose sample is followed step by step"),
+        "step_shown": (5, "the denoising step whose correction is drawn"),
+        "figures_dir": (None, "None: run_dir/figures"),
+        "progress": (False, "progress bars"),
+    },
+    "04_evaluate": {
+        "data_root": (None, "ImageFolder root for ImageNet subsets (train split), None for Fashion-MNIST"),
+        "split": (None, "None: target (Fashion-MNIST) or train (ImageFolder); target_fit for model selection"),
+        "test_root": (None, "ImageFolder root of the real test/val split for ImageNet subsets"),
+        "test_split": (None, "None: test (or val); target_val to choose settings without touching test"),
+        "distilled": (None, "None: the method's sets in run_dir/sets; or the path of one exported ImageFolder"),
+        "repeats": (1, "networks per selection seed"),
+        "arch": ("convnet3", "convnet3 | resnet_ap10 | resnet18"),
+        "teacher": (None, "rded: a train_teacher checkpoint or torchvision:<arch>:<file>; None: train one on all of "
+                          "target"),
+        "teacher_epochs": (50, "rded without a teacher: epochs of the dc protocol that trains it (once, cached)"),
+        "eval_every": (None, "also test every N epochs, for the secondary acc_best column (None: final only)"),
+        "curve_every": (10, "the protocol figure: test one network every N epochs (None: no figure)"),
+        "precision": ("fp32", "fp32: the same numbers on every CPU | auto | bf16 (autocast: faster, CPU-dependent)"),
+        "fast": (False, "GPU fast path: bf16 autocast, channels-last, torch.compile (evaluation.FAST_PATH)"),
+        "image_size": (None, "None: native size of the dataset (28 for Fashion-MNIST)"),
+        "threads": (None, "torch threads (1 when several evaluations share the cores), None: the default"),
+        "figures_dir": (None, "None: the evaluation's folder (one method) or run_dir/figures"),
+        "progress": (False, "progress bars"),
+    },
+    "05_ablations": {
+        "data_root": (None, "ImageFolder root (train split) for ImageNet subsets; never the val split"),
+        "holdout_fraction": (0.2, "ImageFolder: this seeded part of every class (at most half) is held out to judge "
+                                  "points"),
+        "model": ("data/models/fashion-prior", "diffusers pipeline directory or hub id"),
+        "gamma": (0.2, "the reference point's guidance scale (the study's, chosen on target_val)"),
+        "guide_fraction": (0.9, "the reference point's guided share of the steps"),
+        "n_neighbors": (None, "None: the reference 85 scaled to the class size"),
+        "min_cluster_size": (None, "None: the reference 55 scaled to the class size"),
+        "min_samples": (3, "HDBSCAN"),
+        "n_neighbors_grid": ([15, 35, 65], "65, 42: the study default (the reference 85, 55 scaled)"),
+        "min_cluster_size_grid": ([10, 20, 42], "the discovery sweep crosses n_neighbors_grid with these"),
+        "guide_fraction_grid": ([0.5, 0.7, 0.9, 1.0], "the guide_fraction sweep"),
+        "variant_grid": (["reference", "normalized"], "the variant sweep"),
+        "variant_gamma_grid": ([0.5, 1.0, 2.0], "the variant sweep crosses variant_grid with these"),
+        "ipc_grid": ([1, 10, 50], "the ipc sweep"),
+        "features_grid": (["vae", "pixels"], "the features sweep: discovery on VAE latents or on pixels"),
+        "steps": (25, "denoising steps"),
+        "cfg_scale": (5.0, "classifier-free guidance scale"),
+        "arch": ("convnet3", "convnet3 | resnet_ap10 | resnet18"),
+        "protocol": ("dc", "dc | dsa | idc (hard labels) | rded (soft labels, teacher trained on fit)"),
+        "teacher": (None, "rded: a train_teacher checkpoint or torchvision:<arch>:<file>; None: train one"),
+        "teacher_epochs": (50, "rded without a teacher: dc epochs of the teacher trained on fit (cached)"),
+        "image_size": (None, "train and judge at this size (ImageFolder trees of mixed sizes, e.g. 128)"),
+        "repeats": (1, "networks per selection seed"),
+        "precision": ("fp32", "fp32: the same numbers on every CPU | auto | bf16 (faster, CPU-dependent)"),
+        "class_limit": (None, "quick runs: the first N classes"),
+        # per_class_limit is in the parameters cell: the tutorial's 200, the study's None (ablations.yaml)
+        "device": ("cpu", "cpu | cuda | cuda:N"),
+        "threads": (None, "torch threads, None: the default"),
+        "figures_dir": (None, "None: out_dir/figures"),
+        "progress": (False, "progress bars"),
+    },
+    "06_figures": {
+        "model": ("data/models/fashion-prior", "decodes the saved x0 trajectories to images"),
+        "plot_class": (0, "the class drawn in the embedding figure"),
     },
 }
 
@@ -411,6 +562,66 @@ def read_parameter_file(path: str | Path) -> dict:
     return values
 
 
+def notebook_name(stage: str) -> str:
+    """The notebook a stage names: ``"03"``, ``"03_generate"`` or ``"03_generate.ipynb"``.
+
+    Raises:
+        ParameterError: no notebook of that name or number.
+    """
+    key = str(stage).removesuffix(".ipynb")
+    found = [nb for nb in SPECS if key in (nb, nb[:2])]
+    if len(found) != 1:
+        raise ParameterError(f"no notebook {stage!r}; choose one of {', '.join(SPECS)} (or its number)")
+    return found[0]
+
+
+def advanced_defaults(stage: str) -> dict[str, Any]:
+    """A notebook's advanced settings at their defaults (:data:`ADVANCED`; fresh copies of lists)."""
+    import copy
+
+    return {name: copy.deepcopy(default) for name, (default, _) in ADVANCED[notebook_name(stage)].items()}
+
+
+def fill_defaults(stage: str, namespace: MutableMapping[str, Any]) -> list[str]:
+    """Put every advanced setting of the notebook that ``namespace`` lacks into it, at its default;
+    a name already there (the ``parameters`` cell's, or papermill's ``-p`` / ``-f``, injected
+    before the check cell) is kept. Returns the names filled in."""
+    filled = [name for name in ADVANCED[notebook_name(stage)] if name not in namespace]
+    defaults = advanced_defaults(stage)
+    for name in filled:
+        namespace[name] = defaults[name]
+    return filled
+
+
+def notebook_defaults(stage: str) -> dict[str, Any]:
+    """Every parameter of a notebook at its default: its ``parameters`` cell (read by papermill,
+    as ``papermill`` and ``coda_utils.scale`` see it) and its advanced settings."""
+    import ast
+
+    import papermill
+
+    from .datasets import REPO_ROOT
+
+    notebook = notebook_name(stage)
+    found = papermill.inspect_notebook(str(REPO_ROOT / "notebooks" / f"{notebook}.ipynb"))
+    return {**advanced_defaults(notebook), **{name: ast.literal_eval(p["default"]) for name, p in found.items()}}
+
+
+def show_settings(stage: str, namespace: Mapping[str, Any] | None = None):
+    """A notebook's advanced settings as a table (setting, default, what it does, and the value in
+    ``namespace`` when given): what ``-p NAME VALUE`` or a file of ``notebooks/params/`` can set
+    beyond the ``parameters`` cell."""
+    import pandas as pd
+
+    rows = []
+    for name, (default, what) in ADVANCED[notebook_name(stage)].items():
+        row = {"setting": name, "default": repr(default)}
+        if namespace is not None:
+            row["value"] = repr(namespace.get(name, default))
+        rows.append({**row, "what it does": what})
+    return pd.DataFrame(rows).set_index("setting")
+
+
 def check(notebook: str, namespace: Mapping[str, Any]) -> None:
     """Check every parameter of ``notebook`` found in ``namespace`` (the notebook's globals).
 
@@ -424,36 +635,66 @@ def check(notebook: str, namespace: Mapping[str, Any]) -> None:
     _cross_checks(notebook, namespace)
 
 
-def check_build_prior(namespace: Mapping[str, Any]) -> None:
-    """Notebook 00's parameters."""
-    check("00_build_prior", namespace)
+def _fill_and_check(notebook: str, namespace: MutableMapping[str, Any]) -> None:
+    fill_defaults(notebook, namespace)
+    check(notebook, namespace)
 
 
-def check_encode(namespace: Mapping[str, Any]) -> None:
-    """Notebook 01's parameters."""
-    check("01_encode", namespace)
+def check_build_prior(namespace: MutableMapping[str, Any]) -> None:
+    """Notebook 00's parameters: its advanced settings filled in (:func:`fill_defaults`), then checked."""
+    _fill_and_check("00_build_prior", namespace)
 
 
-def check_discover(namespace: Mapping[str, Any]) -> None:
-    """Notebook 02's parameters."""
-    check("02_discover", namespace)
+def check_encode(namespace: MutableMapping[str, Any]) -> None:
+    """Notebook 01's parameters: its advanced settings filled in (:func:`fill_defaults`), then checked."""
+    _fill_and_check("01_encode", namespace)
 
 
-def check_generate(namespace: Mapping[str, Any]) -> None:
-    """Notebook 03's parameters (``steps >= 1``, ``0 <= guide_fraction <= 1``, ``cfg_scale >= 1``, ...)."""
-    check("03_generate", namespace)
+def check_discover(namespace: MutableMapping[str, Any]) -> None:
+    """Notebook 02's parameters: its advanced settings filled in (:func:`fill_defaults`), then checked."""
+    _fill_and_check("02_discover", namespace)
 
 
-def check_evaluate(namespace: Mapping[str, Any]) -> None:
-    """Notebook 04's parameters."""
-    check("04_evaluate", namespace)
+def check_generate(namespace: MutableMapping[str, Any]) -> None:
+    """Notebook 03's parameters (``steps >= 1``, ``0 <= guide_fraction <= 1``, ``cfg_scale >= 1``, ...):
+    its advanced settings filled in (:func:`fill_defaults`), then checked."""
+    _fill_and_check("03_generate", namespace)
 
 
-def check_ablations(namespace: Mapping[str, Any]) -> None:
-    """Notebook 05's parameters."""
-    check("05_ablations", namespace)
+def check_evaluate(namespace: MutableMapping[str, Any]) -> None:
+    """Notebook 04's parameters: its advanced settings filled in (:func:`fill_defaults`), then checked."""
+    _fill_and_check("04_evaluate", namespace)
 
 
-def check_figures(namespace: Mapping[str, Any]) -> None:
-    """Notebook 06's parameters."""
-    check("06_figures", namespace)
+def check_ablations(namespace: MutableMapping[str, Any]) -> None:
+    """Notebook 05's parameters: its advanced settings filled in (:func:`fill_defaults`), then checked."""
+    _fill_and_check("05_ablations", namespace)
+
+
+def check_figures(namespace: MutableMapping[str, Any]) -> None:
+    """Notebook 06's parameters: its advanced settings filled in (:func:`fill_defaults`), then checked."""
+    _fill_and_check("06_figures", namespace)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m coda_utils.params [NN ...]``: each notebook's advanced settings, defaults and
+    what they do (every notebook when none is named)."""
+    import argparse
+
+    import pandas as pd
+
+    ap = argparse.ArgumentParser(prog="python -m coda_utils.params", description=main.__doc__.split("\n")[0])
+    ap.add_argument("notebooks", nargs="*", help="00 ... 06 or a notebook name; none: every notebook")
+    args = ap.parse_args(argv)
+    with pd.option_context("display.max_colwidth", 120, "display.width", 200):
+        for stage in args.notebooks or list(ADVANCED):
+            name = notebook_name(stage)
+            print(f"{name}.ipynb: advanced settings (papermill -p NAME VALUE or -f notebooks/params/FILE.yaml)")
+            print(show_settings(name).to_string(), end="\n\n")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,4 +1,5 @@
-"""The README's results tables, generated from the published result files in ``results/``.
+"""The README's results tables and the sentences that read them, generated from the published
+result files in ``results/`` (and the shipped prior's ``quality.json``).
 
 Every table of results in ``README.md`` sits between two markers::
 
@@ -14,12 +15,25 @@ or per ablation point and seed), which the commands that produce results write t
 ``05_ablations.ipynb`` with ``publish=True`` (``results/ablations.csv``) and
 ``benchmarks/bench_evaluation.py --out`` (``results/bench_evaluation_*.csv``).
 
+A sentence that quotes a result is a block too: ``full-protocol-findings``,
+``vae-round-trip-reading`` and ``prior-quality`` render the README's reading of a table
+(:func:`full_protocol_findings`, :func:`round_trip_reading`, :func:`prior_quality`), so a fresh
+``make full`` rewrites the sentences with the tables. A contrast quoted by hand outside a block
+(``+0.5 [-0.1, +1.1]``) must be one of its section's result files (:func:`stale_quotes`).
+
 ``python -m coda_utils.report readme README.md`` rewrites every block; ``--check`` only
-compares and exits 1 when a block and its result file disagree (``tests/test_readme.py``).
+compares and exits 1 when a block and its result file disagree or a quoted contrast has no
+source (``tests/test_report.py``; ``tests/test_prose_numbers.py`` fails on a number typed in the
+README's prose that no block holds).
 ``python -m coda_utils.report collect RUN_DIR --labels hard|soft --out results/NAME.csv`` is how
 a run's rows get there (:func:`collect`): hard- and soft-label rows are published apart.
 ``python -m coda_utils.report likeness RUN_DIR --ipc 10`` says how closely each generated (or
 round-tripped) set copies the representatives it was made from (:func:`likeness`).
+
+The tables are :mod:`coda_utils.report_tables`, the sentences and the study's findings
+:mod:`coda_utils.report_findings`; this module re-exports every name of both (``report.<name>``),
+and holds the generated blocks (:data:`BLOCKS`, :func:`render_block`, :func:`update_readme`), the
+check of quoted contrasts (:func:`stale_quotes`), :func:`collect`, :func:`likeness` and the CLI.
 """
 from __future__ import annotations
 
@@ -33,96 +47,24 @@ import numpy as np
 import pandas as pd
 
 from . import evaluation, stats
+# the tables, the sentences and the findings, re-exported: report.<name> as before the split (the
+# underscored names too)
+from .report_findings import (_and, _at, _by_ipc, _finding_values, _verdicts, CEILING_GOAL, FINDING_SOURCES, FINDINGS,
+                              findings, full_protocol_findings, prior_quality, quote, round_trip_reading)
+from .report_tables import (_SETTING_LABELS, _caption, _join, _network_spread, _order, _varying, FULL_PROTOCOL_RESULTS,
+                            PRIOR_V1_RESULTS, ROOT, STUDY_RESULTS, ablation_tables, full_protocol_table, numerics_table,
+                            precision_table, round_trip_table, soft_label_table, study_table, teachers_file,
+                            throughput_table)
 
 __all__ = ["BLOCKS", "render_block", "update_readme", "main", "collect", "study_table", "full_protocol_table",
            "soft_label_table", "ablation_tables", "precision_table", "throughput_table", "round_trip_table",
-           "likeness"]
+           "likeness", "full_protocol_findings", "round_trip_reading", "prior_quality", "quote", "stale_quotes"]
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
 _BEGIN = "<!-- generated: {name} (python -m coda_utils.report readme README.md) -->"
 _END = "<!-- end generated: {name} -->"
 _BLOCK = re.compile(r"<!-- generated: (?P<name>[\w-]+) \(python -m coda_utils\.report readme README\.md\) -->\n"
                     r"(?P<body>.*?)<!-- end generated: (?P=name) -->", re.S)
-
-_SETTING_LABELS = {"arch": "{}", "protocol": "{} protocol", "epochs": "{} epochs", "precision": "{}"}
-
-
-def _caption(df: pd.DataFrame, source: str) -> str:
-    """The settings every row shares, and where the numbers come from."""
-    parts = []
-    for col, fmt in _SETTING_LABELS.items():
-        if col in df.columns and df[col].nunique() == 1:
-            parts.append(fmt.format(df[col].iloc[0]))
-    return f"{', '.join(parts)}; test split (10,000 images); accuracy after the last epoch. Source: `{source}`."
-
-
-def _varying(df: pd.DataFrame) -> list[str]:
-    return [c for c in ("ipc", "arch", "protocol", "epochs", "precision") if c in df.columns and
-            (c == "ipc" or df[c].nunique() > 1)]
-
-
-def _order(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary.sort_values(["ipc", "acc_mean"], ascending=[True, False])
-
-
-def _network_spread(summary: pd.DataFrame) -> str:
-    rows = summary.dropna(subset=["net_std"])
-    if rows.empty:
-        return ""
-    parts = [f"{r['method']} at IPC {r['ipc']}: {r['net_std']:.2f} ({r['networks']} networks on one set)"
-             for r in rows.to_dict("records")]
-    return ("The spread between networks trained on the same set (the pooled std over networks), shown apart "
-            "from the spread over selection seeds: " + "; ".join(parts) + ".")
-
-
-def study_table(df: pd.DataFrame, source: str) -> str:
-    """The study's table (over selection seeds), its network spread and its contrasts."""
-    summary = _order(evaluation.summarize(df))
-    seeds = int(summary["seeds"].max())
-    out = [_caption(df, source) + f" Mean ± std over {seeds} selection seeds (herding is deterministic: one set, "
-           "its networks shown instead).", "", evaluation.format_table(summary, _varying(df))]
-    spread = _network_spread(summary)
-    if spread:
-        out += ["", spread]
-    table = stats.contrasts(df)
-    if not table.empty:
-        out += ["", "Paired contrasts (difference A - B in points, 95 % t interval over selection seeds, scipy):", "",
-                stats.format_contrasts(table, settings=False)]
-    return "\n".join(out)
-
-
-def full_protocol_table(df: pd.DataFrame, source: str) -> str:
-    """Methods x IPC, mean ± std over selection seeds, then the contrasts per IPC."""
-    summary = evaluation.summarize(df)
-    ipcs = sorted(summary["ipc"].unique())
-    order = summary[summary["ipc"] == ipcs[-1]].sort_values("acc_mean", ascending=False)["method"].tolist()
-    order += [m for m in summary["method"].unique() if m not in order]
-    lines = [_caption(df, source) + " Mean ± std over selection seeds (seeds x networks).", "",
-             "| method | " + " | ".join(f"IPC {i}" for i in ipcs) + " |", "|---|" + "---:|" * len(ipcs)]
-    for m in order:
-        cells = []
-        for i in ipcs:
-            r = summary[(summary["method"] == m) & (summary["ipc"] == i)]
-            if r.empty:
-                cells.append("-")
-                continue
-            r = r.iloc[0]
-            std = "" if pd.isna(r["acc_std"]) else f" ± {r['acc_std']:.1f}"
-            net = "" if pd.isna(r["net_std"]) else f", network std {r['net_std']:.1f}"
-            cells.append(f"{r['acc_mean']:.1f}{std} ({r['seeds']} x {r['networks']}{net})")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    table = stats.contrasts(df)
-    if not table.empty:
-        lines += ["", "Paired contrasts per IPC (difference A - B in points, 95 % t interval over selection seeds):", "",
-                  stats.format_contrasts(table.sort_values(["contrast", "ipc"], kind="stable"), settings=False)]
-    return "\n".join(lines)
-
-
-def teachers_file(results_csv: str | Path) -> Path:
-    """Where :func:`collect` records the teachers of a soft-label results file."""
-    results_csv = Path(results_csv)
-    return results_csv.with_name(results_csv.stem + "_teachers.json")
 
 
 def collect(run_dir: str | Path, labels: str, out: str | Path) -> pd.DataFrame:
@@ -164,162 +106,10 @@ def collect(run_dir: str | Path, labels: str, out: str | Path) -> pd.DataFrame:
     return df
 
 
-def soft_label_table(df: pd.DataFrame, source: str, root: str | Path = ROOT) -> str:
-    """The soft-label protocol's rows (never mixed with hard labels): mean ± std over selection
-    seeds, the teacher, the contrasts between methods, and each method under soft labels minus
-    the same sets under the hard-label dc protocol of ``results/full_protocol.csv`` (same IPC,
-    selection seeds and epochs; paired by seed)."""
-    from .io import read_json
-
-    summary = _order(evaluation.summarize(df))
-    seeds = int(summary["seeds"].max())
-    teachers_path = Path(root) / teachers_file(source)
-    teachers = read_json(teachers_path) if teachers_path.is_file() else {}
-    lines = [_caption(df, source) + f" Mean ± std over {seeds} selection seeds (herding: one set, its networks instead). "
-             "A teacher relabels every augmented batch; these numbers are not comparable with the hard-label "
-             "tables above.", ""]
-    for t in sorted(df["teacher"].astype(str).unique()):
-        info = teachers.get(t)
-        lines.append(f"Teacher `{t}`: " + (f"{info['arch']}, {info['protocol']} protocol, {info['epochs']} epochs on "
-                                           f"{info['trained_on']}, {info['test_acc']:.1f} % on the test split."
-                                           if info else "not recorded."))
-    lines += ["", evaluation.format_table(summary, _varying(df)), ""]
-    table = stats.contrasts(df)
-    if not table.empty:
-        lines += ["Paired contrasts under soft labels (difference A - B in points, 95 % t interval over selection seeds):",
-                  "", stats.format_contrasts(table, settings=False), ""]
-    # the hard-label rows published beside this file (results/ or an archived prior's folder)
-    hard_path = Path(root) / Path(source).parent / Path(BLOCKS["full-protocol"][0]).name
-    if hard_path.is_file():
-        hard = evaluation.read_results(hard_path)
-        soft_seeds, hard_seeds = stats.per_seed(df), stats.per_seed(hard)
-        rows = []
-        for (m, ipc, epochs), part in soft_seeds.groupby(["method", "ipc", "epochs"], sort=False):
-            other = hard_seeds[(hard_seeds["method"] == m) & (hard_seeds["ipc"] == ipc) & (hard_seeds["epochs"] == epochs)
-                               & (hard_seeds["protocol"] == "dc")]
-            a, b = part.set_index("selection_seed")["acc"], other.set_index("selection_seed")["acc"]
-            b = b[b.index.isin(a.index)]
-            r = stats.contrast(a, b, a_name="rded", b_name="dc") if len(b) else None
-            cells = [f"{a.mean():.1f}", "-" if r is None else f"{b.mean():.1f}",
-                     "-" if r is None else f"{r['diff']:+.1f}",
-                     "-" if r is None or pd.isna(r["low"]) else f"[{r['low']:+.1f}, {r['high']:+.1f}]",
-                     "-" if r is None else (f"{r['n_pairs']} pairs" if r["test"] == "paired t" else r["test"] or "-")]
-            rows.append((a.mean(), f"| {m} | " + " | ".join(cells) + " |"))
-        lines += [f"The same sets under soft labels (rded) and hard labels (dc, {_join(df['epochs'].unique())} epochs, "
-                  f"`results/full_protocol.csv`), mean over selection seeds:", "",
-                  "| method | rded | dc | rded - dc | 95 % interval | seeds |", "|---|---:|---:|---:|---:|---|"]
-        lines += [text for _, text in sorted(rows, key=lambda r: -r[0])]
-    return "\n".join(lines).rstrip("\n")
-
-
-def ablation_tables(df: pd.DataFrame, source: str) -> str:
-    """One table per sweep: every point's mean ± std over selection seeds on ``target_val``, and
-    the chosen point's contrast with the runner-up."""
-    from .ablations import choice_table
-
-    out = [f"Accuracy on `target_val` (never `test`), mean ± std over selection seeds; ConvNet-3, dc protocol, "
-           f"{_join(df['epochs'].unique())} epochs, {_join(df['precision'].unique()) if 'precision' in df else 'fp32'}. "
-           f"Source: `{source}`."]
-    for sweep, part in df.groupby("sweep", sort=False):
-        table, note = choice_table(part)
-        out += ["", f"**{sweep}**", "", table, "", note]
-    return "\n".join(out)
-
-
-def round_trip_table(df: pd.DataFrame, source: str) -> str:
-    """The latent-space candidates of the embedded prior: PSNR, and what passing a real set
-    through the VAE and back costs a ConvNet-3 (paired by selection seed)."""
-    settings = df.dropna(subset=["ipc"]) if "ipc" in df else df.iloc[:0]
-    epochs = _join(settings["epochs"].astype(int).unique()) if len(settings) else "-"
-    cols = [(int(i), c) for i in sorted(settings["ipc"].unique()) for c in ("vae_coda_r - coda_r", "vae_random_real - random_real")]
-    label = {"vae_coda_r - coda_r": "R", "vae_random_real - random_real": "random real"}
-    lines = [f"VAE candidates for the embedded prior (trained on `pool` only). PSNR: posterior-mean reconstructions of the "
-             f"10,000 `target` images, 28x28 area, mean over images. Round-trip cost: accuracy of a set passed through the "
-             f"VAE and back minus that of the set itself (ConvNet-3, dc {epochs} epochs, the same network seeds), points, "
-             f"mean and 95 % paired t interval over selection seeds. Source: `{source}`.", "",
-             "| candidate | latents | PSNR (dB) | " + " | ".join(f"{label[c]}, IPC {i}" for i, c in cols) + " |",
-             "|---|---|---:|" + "---:|" * len(cols)]
-    for cand, part in df.groupby("candidate", sort=False):
-        first = part.iloc[0]
-        cells = []
-        for i, c in cols:
-            r = part[(part.get("ipc") == i) & (part.get("contrast") == c)] if "ipc" in part else part.iloc[:0]
-            if r.empty:
-                cells.append("-")
-                continue
-            r = r.iloc[0]
-            ci = "" if pd.isna(r["low"]) else f" [{r['low']:+.1f}, {r['high']:+.1f}]"
-            cells.append(f"{r['cost']:+.1f}{ci} ({int(r['seeds'])} seeds)")
-        lines.append(f"| {cand} | {first['latent_shape']} | {first['psnr_db']:.1f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _join(values) -> str:
-    return ", ".join(str(v) for v in sorted(values))
-
-
-def precision_table(df: pd.DataFrame, source: str) -> str:
-    """The benchmark's accuracy check: the same set, the same network seeds, fp32 against
-    another path (bf16, or the fast path of ``--fast``)."""
-    from scipy import stats as st
-
-    other = next((p for p in df["precision"].unique() if p != "fp32"), None)
-    where = f", {df['device'].iloc[0]}" if "device" in df else ""
-    lines = [f"The same random-real set (IPC 10, seed 0), network seeds {df['seed'].min()}-{df['seed'].max()}, "
-             f"ConvNet-3, dc {int(df['epochs'].iloc[0])} epochs, 10,000 test images{where}. Source: `{source}`.", "",
-             "| path | acc (final), mean ± std over networks | networks | seconds per network (train + test) |",
-             "|---|---:|---|---:|"]
-    for p, part in df.groupby("precision", sort=True):
-        lines.append(f"| {p} | {part['acc'].mean():.2f} ± {part['acc'].std(ddof=1):.2f} | "
-                     f"{', '.join(f'{a:.2f}' for a in part['acc'])} | {part['seconds'].mean():.0f} |")
-    # the two paths train networks of the same seeds (the same initialization and batches): paired
-    both = df.pivot_table(index="seed", columns="precision", values="acc").dropna()
-    if other in both and len(both) >= 2:
-        a, b = both[other].to_numpy(), both["fp32"].to_numpy()
-        ci = st.ttest_rel(a, b).confidence_interval(0.95)
-        lines += ["", f"{other} - fp32: {(a - b).mean():+.2f} points, 95 % interval [{ci.low:+.2f}, {ci.high:+.2f}] "
-                  f"(paired t over {len(a)} network seeds, scipy): {stats.verdict(ci.low, ci.high, other, 'fp32')}."]
-    return "\n".join(lines)
-
-
-def throughput_table(df: pd.DataFrame, source: str) -> str:
-    """The benchmark's throughput: img/s, the ratio to fp32, the share of the machine's limit."""
-    lines = [f"One thread of this project's 2-core CPU, the other core idle, best of the benchmark's repeats. "
-             f"Source: `{source}`.", "",
-             "| IPC | path | train img/s | x fp32 | of the machine's limit | test img/s | x fp32 | one network, 300 epochs + test |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for r in df.to_dict("records"):
-        test = "-" if pd.isna(r["test_img_s"]) else f"{r['test_img_s']:.0f}"
-        test_x = "-" if pd.isna(r["test_ratio"]) else f"{r['test_ratio']:.2f}x"
-        network = "-" if pd.isna(r["network_seconds"]) else f"{r['network_seconds']:.0f} s"
-        lines.append(f"| {r['ipc']} | {r['path']} | {r['train_img_s']:.0f} | {r['train_ratio']:.2f}x | "
-                     f"{r['of_limit']:.0%} | {test} | {test_x} | {network} |")
-    return "\n".join(lines)
-
-
-def numerics_table(df: pd.DataFrame, source: str) -> str:
-    """What each pin of :mod:`coda_utils.numerics` costs (``benchmarks/bench_numerics.py``):
-    seconds per workload and the ratio to the libraries' own code paths, one table per CPU."""
-    lines = []
-    for cpu, part in df.groupby("cpu", sort=False):
-        workloads = list(dict.fromkeys(part["workload"]))
-        lines += [f"{cpu} ({part['isa'].iloc[0]}), one thread, best of the benchmark's repeats. Source: `{source}`.", "",
-                  "| configuration | " + " | ".join(workloads) + " |", "|---|" + "---:|" * len(workloads)]
-        for config, rows in part.groupby("configuration", sort=False):
-            by = rows.set_index("workload")
-            lines.append(f"| {config} | " + " | ".join(
-                f"{by.loc[w, 'seconds']:.1f} s ({by.loc[w, 'ratio_to_native']:.2f}x)" for w in workloads) + " |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-#: where the results made with the first embedded prior were moved when the second was shipped
-PRIOR_V1_RESULTS = "results/prior_v1"
-
 #: block name -> (result file under the repository root, renderer)
 BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
-    "study": ("results/study.csv", study_table),
-    "full-protocol": ("results/full_protocol.csv", full_protocol_table),
+    "study": (STUDY_RESULTS, study_table),
+    "full-protocol": (FULL_PROTOCOL_RESULTS, full_protocol_table),
     "soft-labels": ("results/soft_labels.csv", soft_label_table),
     "ablations": ("results/ablations.csv", ablation_tables),
     "vae-round-trip": ("results/vae_round_trip.csv", round_trip_table),
@@ -327,6 +117,10 @@ BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
     "precision-fast": ("results/bench_evaluation_accuracy_fast.csv", precision_table),
     "throughput": ("results/bench_evaluation_throughput.csv", throughput_table),
     "numerics": ("results/bench_numerics.csv", numerics_table),
+    # the sentences that quote a result, rendered from its file like the tables
+    "full-protocol-findings": ("results/full_protocol.csv", full_protocol_findings),
+    "vae-round-trip-reading": ("results/vae_round_trip.csv", round_trip_reading),
+    "prior-quality": ("data/models/fashion-prior/quality.json", prior_quality),
     # the first embedded prior's (4x8x8 latents) published results, kept for comparison with the second's
     "full-protocol-prior-v1": (f"{PRIOR_V1_RESULTS}/full_protocol.csv", full_protocol_table),
     "soft-labels-prior-v1": (f"{PRIOR_V1_RESULTS}/soft_labels.csv", soft_label_table),
@@ -334,7 +128,11 @@ BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
 }
 
 
-def _read(path: Path) -> pd.DataFrame:
+def _read(path: Path) -> pd.DataFrame | dict:
+    if path.suffix == ".json":
+        from .io import read_json
+
+        return read_json(path)
     if path.name.startswith(("bench_", "ablations", "vae_round_trip")):
         return pd.read_csv(path)
     return evaluation.read_results(path)
@@ -349,7 +147,10 @@ def render_block(name: str, root: str | Path = ROOT) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"README block {name!r} is generated from {rel}, which does not exist; "
                                 f"run the command that writes it (see coda_utils/report.py)")
-    extra = {"root": Path(root)} if render is soft_label_table else {}  # it also reads the teachers and the dc rows
+    import inspect
+
+    # a renderer that also reads files beside its own (the teachers, the dc rows, ...) takes the root
+    extra = {"root": Path(root)} if "root" in inspect.signature(render).parameters else {}
     return render(_read(path), rel, **extra).rstrip("\n") + "\n"
 
 
@@ -381,6 +182,45 @@ def update_readme(readme: str | Path, root: str | Path = ROOT, check: bool = Fal
         with atomic_write(readme, "w") as fh:
             fh.write(new)
     return changed
+
+
+#: a contrast as a sentence quotes it: a signed difference and its interval, "+0.6 [+0.1, +1.2]" or "+0.5, [-0.1, +1.1]"
+QUOTED_CONTRAST = re.compile(r"(?<![\w.])([+\-−]\d+(?:\.\d+)?),?\s+\[([+\-−]\d+(?:\.\d+)?),\s*([+\-−]\d+(?:\.\d+)?)\]")
+_TABLE_CONTRAST = re.compile(r"\|\s*([+\-−]\d+(?:\.\d+)?)\s*\|\s*\[([+\-−]\d+(?:\.\d+)?),\s*([+\-−]\d+(?:\.\d+)?)\]")
+
+
+def _contrast_triples(text: str) -> set[tuple[str, str, str]]:
+    """Every contrast a rendered text states, in its table rows and its sentences."""
+    norm = lambda t: tuple(x.replace("−", "-") for x in t)  # noqa: E731
+    return {norm(m.groups()) for pattern in (QUOTED_CONTRAST, _TABLE_CONTRAST) for m in pattern.finditer(text)}
+
+
+def stale_quotes(readme: str | Path, root: str | Path = ROOT) -> list[str]:
+    """The contrasts a README sentence quotes outside the generated blocks that are not among the
+    contrasts of its section's source files (the result files of the generated blocks under the
+    same ``##`` / ``###`` heading, as this module renders them). A section that quotes a contrast
+    and has no generated block is a problem too: the quote has no source."""
+    text = re.sub(r"(?ms)^```.*?^```[^\n]*$", " ", Path(readme).read_text())  # code is no sentence
+    problems = []
+    for section in re.split(r"(?m)^(?=#{2,3} )", text):
+        title = section.split("\n", 1)[0].strip()
+        names = [m.group("name") for m in _BLOCK.finditer(section)]
+        prose = _BLOCK.sub(" ", section)
+        quoted = {tuple(x.replace("−", "-") for x in m.groups()): m.group(0) for m in QUOTED_CONTRAST.finditer(prose)}
+        if not quoted:
+            continue
+        known = set()
+        for name in names:
+            try:
+                known |= _contrast_triples(render_block(name, root))
+            except (FileNotFoundError, ValueError):
+                continue
+        for triple, written in quoted.items():
+            if triple not in known:
+                where = (f"the result files of its blocks ({', '.join(BLOCKS[n][0] for n in names if n in BLOCKS)})"
+                         if names else "no generated block in this section")
+                problems.append(f"{title}: {' '.join(written.split())!r} is not a contrast of {where}")
+    return problems
 
 
 def likeness(run_dir: str | Path, ipc: int, methods: tuple[str, ...] = ("coda_g", "vae_coda_r", "unguided", "text_prompt"),
@@ -449,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     changed = update_readme(args.readme, check=args.check)
     verb = "differ from their result files" if args.check else "rewritten"
     print(f"{args.readme}: {len(changed)} block(s) {verb}" + (f": {', '.join(changed)}" if changed else ""))
-    return 1 if (args.check and changed) else 0
+    stale = stale_quotes(args.readme)
+    for problem in stale:
+        print(f"{args.readme}: a sentence quotes a contrast its source does not hold: {problem}")
+    return 1 if (args.check and (changed or stale)) else 0
 
 
 if __name__ == "__main__":

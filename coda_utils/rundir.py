@@ -160,7 +160,7 @@ class RunDir(_Folder):
         Hard-label protocols (dc, dsa, idc) share the method's folder (the protocol is a column
         of every row); a soft-label protocol (``rded``) has its own, ``<method>_ipc<ipc>_rded``,
         so that its rows are published apart and never enter a hard-label table."""
-        from .evaluation import SOFT_LABEL_PROTOCOLS
+        from .results import SOFT_LABEL_PROTOCOLS
 
         suffix = f"_{protocol}" if protocol in SOFT_LABEL_PROTOCOLS else ""
         return self.root / "eval" / f"{method}_ipc{int(ipc)}{suffix}"
@@ -182,7 +182,7 @@ class RunDir(_Folder):
     def all_results(self, soft_labels: bool | None = None) -> list[Path]:
         """Every results file of the run's evaluations (``soft_labels``: only those of the
         soft-label protocols, ``False``: only the hard-label ones, ``None``: all)."""
-        from .evaluation import SOFT_LABEL_PROTOCOLS
+        from .results import SOFT_LABEL_PROTOCOLS
 
         files = sorted((self.root / "eval").glob("*/results.csv"))
         if soft_labels is None:
@@ -242,7 +242,7 @@ class AblationDir(_Folder):
         <sweep>/<key>/point.json          one point: its sweep, values and parameters
         <sweep>/<key>/results.csv         one row per trained network, all selection seeds
         <sweep>/<key>/seed3/              the set of selection seed 3 (ImageFolder + manifest.json)
-        figures/ablation_<sweep>.png      one heatmap per sweep
+        figures/ablation_<sweep>.png      one figure per sweep (mean ± std over seeds along the swept values)
 
     Args:
         root: the ablations folder (``out_dir`` of notebook 05).
@@ -283,5 +283,5 @@ class AblationDir(_Folder):
 
     @staticmethod
     def figure(figures_dir: str | Path, sweep: str) -> Path:
-        """The heatmap of ``sweep`` in ``figures_dir`` (notebook 05: :attr:`figures`; 06: its run's)."""
+        """The figure of ``sweep`` in ``figures_dir`` (notebook 05: :attr:`figures`; 06: its run's)."""
         return Path(figures_dir) / f"ablation_{sweep}.png"

@@ -22,7 +22,6 @@ method; trajectories, figures and Frechet distances stay in the notebook), ``04`
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,15 +37,12 @@ STAGES = {"01": "01_encode.ipynb", "03": "03_generate.ipynb", "04": "04_evaluate
 
 def notebook_parameters(stage: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The parameters of a stage's notebook: its defaults (the ``parameters`` cell, read by
-    papermill), updated with ``overrides`` and checked by the notebook's own checker."""
-    import papermill
-
-    from .datasets import REPO_ROOT
-
+    papermill, and the advanced settings of :data:`coda_utils.params.ADVANCED`), updated with
+    ``overrides`` and checked by the notebook's own checker. Unlike papermill, which injects an
+    unknown name with a warning, a name the notebook does not have is an error here."""
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r}: choose one of {', '.join(STAGES)}")
-    found = papermill.inspect_notebook(str(REPO_ROOT / "notebooks" / STAGES[stage]))
-    values = {name: ast.literal_eval(p["default"]) for name, p in found.items()}
+    values = params.notebook_defaults(STAGES[stage])
     unknown = sorted(set(overrides or {}) - set(values))
     if unknown:
         raise params.ParameterError(f"{STAGES[stage]} has no parameter {', '.join(unknown)}; its parameters: "
@@ -107,9 +103,7 @@ def generate_sets(run, target, policy, z_reps: dict, pipe, guidance, p: dict, re
 
 def generate(p: dict, procs=None) -> dict:
     """Notebook 03's generated sets (:func:`generate_sets`), this process's batches."""
-    import numpy as np
-
-    from . import alignment, encoding, rundir
+    from . import alignment, discovery, encoding, rundir
 
     if p["threads"]:
         torch.set_num_threads(p["threads"])
@@ -119,7 +113,7 @@ def generate(p: dict, procs=None) -> dict:
     target = target.with_policy(policy)
     z_reps = {}  # the representatives of notebook 02, only for the guided sets
     for s in rundir.selection_seeds(p["selection_seeds"]) if "coda_g" in p["methods"] else []:
-        r = np.load(run.discovery(p["ipc"], s).with_suffix(".npz"))
+        r = discovery.load_arrays(run.discovery(p["ipc"], s))  # checked against 02's record
         z_reps[s] = [r["latents"][r["labels"] == c] for c in range(target.num_classes)]
     device, dtype = _device(p, procs), getattr(torch, p["dtype"])
     pipe = alignment.load_pipeline(p["model"], device, dtype, p["attention_slicing"], p["vae_tiling"])
@@ -181,7 +175,7 @@ def ablate(p: dict, procs=None) -> list[dict]:
     """Notebook 05's sweeps: its fit / val cut and latent cache (:func:`coda_utils.ablations.prepare`),
     its teacher under soft labels, then every (point, selection seed) of its sweeps shared round
     robin (:meth:`coda_utils.ablations.AblationRunner.run_points`)."""
-    from . import ablations
+    from . import sweeps as ablations
 
     if p["threads"]:
         torch.set_num_threads(p["threads"])

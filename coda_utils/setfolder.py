@@ -23,26 +23,26 @@ it (:func:`damaged` lists the others), so a stage that finds a damaged piece mak
 Why a module of its own and not :mod:`coda_utils.io`: ``io`` is the generic layer every stage
 uses for every file (atomic writes, JSON, locks, hashes: latent caches, results, figures) and
 depends on nothing of the package; the set folder is one format with its own rules (layout,
-manifest keys, completeness, channels) and needs the dataset's pixel handling
-(:func:`~coda_utils.datasets.resize_images`, :func:`~coda_utils.datasets.to_channels`,
-:func:`~coda_utils.datasets.read_image`). It depends on ``io`` and ``datasets`` only, and
+manifest keys, completeness, channels) and needs the pixel handling of the data layer
+(:func:`~coda_utils.images.resize_images`, :func:`~coda_utils.images.to_channels`,
+:func:`~coda_utils.images.read_image`). It depends on ``io`` and ``images`` only, and
 neither depends on it, so ``io`` stays a leaf and no import cycle appears.
 
 **Channels are decided once, here.** The channel count of every set of a run is the channel
 count of the run's VAE input (:func:`set_channels`: ``vae.config.in_channels``, 1 for the
 embedded prior, 3 for SDXL and SD 1.x), recorded by notebook 01 in the latent cache's
-:class:`~coda_utils.datasets.ResizePolicy` (``channels``), so that R, k-means, herding, random
+:class:`~coda_utils.images.ResizePolicy` (``channels``), so that R, k-means, herding, random
 real, the round trips and G all have it, whatever the dataset's files are: a tree of grayscale
 PNGs gives 1-channel sets under a 1-channel VAE and RGB sets (gray repeated) under a 3-channel
 one; an RGB tree gives luma sets under a 1-channel VAE. Every set records its ``channels`` in
 ``manifest.json`` and is written in that mode (PNG mode L or RGB); :func:`read_set` reads a set
 in the channels it records, or converts to a requested count. Conversions (1 -> 3 repeats the
 gray, 3 -> 1 is PIL's ITU-R 601 luma, exactly ``Image.convert("L")``) are
-:func:`~coda_utils.datasets.to_channels`, so a picture converted in memory equals one converted
+:func:`~coda_utils.images.to_channels`, so a picture converted in memory equals one converted
 when decoded. A run without a latent cache (no VAE) keeps the dataset's own channels (1 for a
 tree of grayscale files, :attr:`~coda_utils.datasets.LabeledImages.gray`). Evaluation tests on
 real images converted to the training set's channels
-(:func:`coda_utils.evaluation.train_and_evaluate`).
+(:func:`coda_utils.training.train_and_evaluate`).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from .datasets import CHANNEL_MODES, IMAGE_EXTENSIONS, check_channels, read_image, resize_images, to_channels
+from .images import CHANNEL_MODES, IMAGE_EXTENSIONS, check_channels, read_image, resize_images, to_channels
 from .io import CorruptFileError, atomic_write, check_file, exclusive, file_record, package_versions, read_json, write_json
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Small randomly initialized diffusers pipelines built from configs, for tests and benchmarks.
 
-No hub access: tokenizers are trained locally (:func:`coda_utils.prior.build_tokenizer`), every
+No hub access: tokenizers are trained locally (:func:`coda_utils.prior_model.build_tokenizer`), every
 component is built from a config with random weights, as diffusers' own tests do. The SDXL
 one has SDXL's structure (two text encoders, the second with a projection, size and crop
 conditioning through ``text_time`` embeddings) at any latent size, so the code paths that
@@ -17,7 +17,7 @@ __all__ = ["tiny_sd_pipeline", "tiny_sdxl_pipeline"]
 
 
 def _tokenizer(work: Path):
-    from .prior import build_tokenizer
+    from .prior_model import build_tokenizer
 
     return build_tokenizer(work, max_tokens=16)
 
@@ -27,7 +27,7 @@ def tiny_sd_pipeline(work: str | Path, seed: int = 0, channels: int = 1, sample_
     """A tiny Stable-Diffusion-1.x-style pipeline (random weights) with the prior's scheduler."""
     from diffusers import StableDiffusionPipeline
 
-    from .prior import PriorConfig, build_scheduler, build_text_encoder, build_unet, build_vae
+    from .prior_model import PriorConfig, build_scheduler, build_text_encoder, build_unet, build_vae
 
     torch.manual_seed(seed)
     cfg = PriorConfig(vae_channels=(8, 8, 8), vae_latent_channels=4, unet_channels=(16, 16, 16), text_width=16, text_heads=2)
@@ -63,7 +63,7 @@ def tiny_sdxl_pipeline(work: str | Path, seed: int = 0, sample_size: int = 16, w
                            UNet2DConditionModel)
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from .prior import build_scheduler
+    from .prior_model import build_scheduler
 
     torch.manual_seed(seed)
     tok = _tokenizer(Path(work) / "tokenizer")

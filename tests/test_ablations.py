@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coda_utils import ablations, discovery
+from coda_utils import ablations, discovery, evaluation
 from coda_utils.datasets import load_fashion_mnist
 from coda_utils.encoding import limit_dataset
 
@@ -34,8 +34,8 @@ def test_runner_points_are_judged_on_val_over_seeds_resume_and_collect(fit_val, 
     a = runner.run("discovery", n_neighbors=5, min_cluster_size=4)
     b = runner.run("discovery", n_neighbors=5, min_cluster_size=6)
     calls = []
-    real = ablations.evaluation.train_and_evaluate
-    monkeypatch.setattr(ablations.evaluation, "train_and_evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = evaluation.train_and_evaluate
+    monkeypatch.setattr(evaluation, "train_and_evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = runner.run("discovery", n_neighbors=5, min_cluster_size=4)  # resumed from its results.csv
     assert calls == [] and again["acc"] == a["acc"] and 0 <= a["acc"] <= 100 and a["seeds"] == 2
     point = tmp_path / "discovery" / "n_neighbors5_min_cluster_size4"
@@ -49,7 +49,12 @@ def test_runner_points_are_judged_on_val_over_seeds_resume_and_collect(fit_val, 
     assert table.shape == (2, 1) and list(table.index) == [4, 6] and table.loc[6, 5] == pytest.approx(b["acc"])
     text, note = ablations.choice_table(points)
     assert "mean ± std over seeds" in text and "min_cluster_size 4, n_neighbors 5" in text
-    assert note.startswith("Best: **") and "95 % interval" in note and "paired t, 2 seeds" in note
+    # two seeds: the table reports the highest point and its interval, and says it is not a choice
+    assert note.startswith("Highest here: ") and "95 % interval" in note and "paired t, 2 seeds" in note
+    assert "Not a choice" in note and f"at least {ablations.MIN_SEEDS_TO_CHOOSE}" in note
+    three = pd.DataFrame([{"sweep": "gamma", "gamma": g, "selection_seed": s, "acc": 50.0 + 10 * g + s + 0.1 * s * g}
+                          for g in (0.0, 1.0) for s in range(3)])
+    assert ablations.choice_table(three)[1].startswith("Best: **gamma 1")
     one_d = ablations.sweep_table(pd.DataFrame([{"sweep": "gamma", "gamma": g, "acc": 50.0 + g} for g in (0.0, 0.1)]))
     assert one_d.shape == (1, 2)
     variant = ablations.sweep_table(pd.DataFrame([{"sweep": "variant", "variant": v, "gamma": g, "acc": a}

@@ -14,12 +14,18 @@ def sd(tmp_path_factory):
 
 
 def test_correction_matches_hand_computed_case():
+    # a scheduler whose noise level at step 0 is s_i = 0.75: alpha_t = 1 / sqrt(1 + s_i^2) = 0.8, sigma_t = 0.6
+    from types import SimpleNamespace
+
+    sched = SimpleNamespace(sigmas=torch.tensor([0.75]))
+    assert al.scheduler_coefficients(sched, 0) == pytest.approx((0.8, 0.6, 0.75))
     # x0 = (1 - 0.6 * 0.5) / 0.8 = 0.875; d = -(0.8 / 0.6) * 0.1 * 0.75 * (2 - 0.875) = -0.1125
-    d = al.guidance_correction(torch.tensor(1.0), torch.tensor(0.5), torch.tensor(2.0), 0.8, 0.6, 0.75, 0.1)
+    d = al.coda_correction(torch.tensor(1.0), torch.tensor(0.5), torch.tensor(2.0), sched, 0, gamma=0.1)
     assert float(d) == pytest.approx(-0.1125)
     # normalized variant: the CFG'd pull 1 - exp(-w gamma s) instead of w gamma s
     w = 5.0
-    dn = al.guidance_correction(torch.tensor(1.0), torch.tensor(0.5), torch.tensor(2.0), 0.8, 0.6, 0.75, 0.1, w, "normalized")
+    dn = al.coda_correction(torch.tensor(1.0), torch.tensor(0.5), torch.tensor(2.0), sched, 0, gamma=0.1, cfg_scale=w,
+                            variant="normalized")
     assert float(dn) * w == pytest.approx(-(0.8 / 0.6) * (1 - math.exp(-w * 0.1 * 0.75)) * 1.125)
     with pytest.raises(ValueError):
         al.GuidanceConfig(variant="other")
@@ -282,3 +288,19 @@ def test_generate_set_refuses_a_folder_another_process_is_writing(sd, tmp_path, 
     assert not list(out.rglob("*.png")) and not (out / ".settings.json").exists()  # nothing written meanwhile
     al.generate_set(sd, out, **kw)  # released: the next run writes the set
     assert (out / "manifest.json").is_file()
+
+
+def test_the_hook_applies_coda_correction(sd, monkeypatch):
+    """The function notebook 03 shows is the one the hook calls: replaced by a zero correction,
+    guidance changes nothing; called once per guided step with the scheduler's step index."""
+    z = torch.randn(1, 4, 8, 8)
+    calls = []
+
+    def none(x_t, eps_c, z_rep, scheduler, step, t=None, gamma=0.05, cfg_scale=1.0, variant="reference"):
+        calls.append(step)
+        return torch.zeros_like(eps_c)
+
+    plain, _ = al.generate(sd, ["a bag"], [0], z, al.GuidanceConfig(gamma=0.0), 5.0, 6)
+    monkeypatch.setattr(al, "coda_correction", none)
+    out, st = al.generate(sd, ["a bag"], [0], z, al.GuidanceConfig(gamma=0.3, guide_fraction=0.5), 5.0, 6)
+    assert calls == [0, 1, 2] and st.calls == 3 and torch.equal(out, plain)

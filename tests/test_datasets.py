@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from coda_utils import datasets as ds
+from coda_utils import images
 
 
 def test_fashion_mnist_split_sizes_and_disjointness():
@@ -100,12 +101,12 @@ def test_imagenet_subsets_by_name(tmp_path):
 
 def test_resize_modes():
     x = torch.arange(2 * 3 * 10 * 20, dtype=torch.float32).reshape(2, 3, 10, 20).to(torch.uint8)
-    assert ds.resize_images(x, (5, 5), "center_crop").shape == (2, 3, 5, 5)
-    assert ds.resize_images(x, (12, 22), "pad").shape == (2, 3, 12, 22)
+    assert images.resize_images(x, (5, 5), "center_crop").shape == (2, 3, 5, 5)
+    assert images.resize_images(x, (12, 22), "pad").shape == (2, 3, 12, 22)
     with pytest.raises(ValueError):
-        ds.resize_images(x, (5, 5), "pad")
+        images.resize_images(x, (5, 5), "pad")
     with pytest.raises(ValueError, match="resize must be"):
-        ds.resize_images(x, (5, 5), "stretch")
+        images.resize_images(x, (5, 5), "stretch")
 
 
 def test_unknown_dataset_is_named_before_asking_for_a_root():
@@ -135,19 +136,19 @@ def test_resize_policy_is_decided_from_every_image(imagenet_like):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data = ds.load_dataset("imagenette", "train", root / "train")
-    policy = ds.decide_resize(data, 64)
+    policy = images.decide_resize(data, 64)
     assert policy.mode == "squash" and policy.native is None and policy.export_size == (64, 64)  # the reference's choice
     assert policy.sizes["images"] == len(data) and policy.sizes["max_aspect_ratio"] == pytest.approx(500 / 64, rel=1e-3)
     with pytest.raises(ValueError, match=r"resize='pad' cannot fit .*\(\d+x\d+, HxW\) into 64x64 .*parameter `resize`"):
-        ds.decide_resize(data, 64, "pad")
+        images.decide_resize(data, 64, "pad")
     with pytest.raises(ValueError, match="not a resize mode"):
-        ds.decide_resize(data, 64, "stretch")
-    crop = ds.decide_resize(data, 64, "center_crop")
+        images.decide_resize(data, 64, "stretch")
+    crop = images.decide_resize(data, 64, "center_crop")
     i = data.paths.index(info["extreme"])
     assert data.with_policy(crop).load([i]).shape == (1, 3, 64, 64)  # a 64x500 strip: cropped, not blown up
-    assert ds.ResizePolicy.from_dict(policy.to_dict()) == policy
+    assert images.ResizePolicy.from_dict(policy.to_dict()) == policy
     fashion = ds.load_fashion_mnist("target")
-    fp = ds.decide_resize(fashion, 32)
+    fp = images.decide_resize(fashion, 32)
     assert (fp.mode, fp.native, fp.export_size) == ("pad", (28, 28), (28, 28))  # every pixel kept, exported at 28
     assert fashion.with_policy(fp).load([0]).shape == (1, 1, 28, 28)
 
@@ -155,10 +156,10 @@ def test_resize_policy_is_decided_from_every_image(imagenet_like):
 def test_center_crop_keeps_the_aspect_ratio_and_is_cheap():
     strip = torch.zeros(1, 3, 50, 2000, dtype=torch.uint8)
     strip[..., 975:1025] = 255  # the centre of the strip is white
-    out = ds.resize_images(strip, (32, 32), "center_crop")
+    out = images.resize_images(strip, (32, 32), "center_crop")
     assert out.shape == (1, 3, 32, 32) and int(out.float().mean()) == 255
     x = torch.arange(4 * 6, dtype=torch.uint8).reshape(1, 1, 4, 6)
-    assert torch.equal(ds.resize_images(x, (4, 4), "center_crop"), x[..., 1:5])
+    assert torch.equal(images.resize_images(x, (4, 4), "center_crop"), x[..., 1:5])
 
 
 def test_a_grayscale_tree_loads_as_one_channel(tmp_path, imagenet_like):
@@ -218,7 +219,7 @@ def _tree(root, sizes):
 
 def test_default_resize_squashes_same_size_images_larger_than_the_model_and_exports_them_at_their_size(tmp_path):
     data = _tree(tmp_path, [(40, 48)] * 3)
-    policy = ds.decide_resize(data, 32)
+    policy = images.decide_resize(data, 32)
     assert (policy.mode, policy.size, policy.native, policy.export_size) == ("squash", (32, 32), (40, 48), (40, 48))
     assert data.load([0], policy.size, policy.mode).shape == (1, 1, 32, 32)
     assert data.with_policy(policy).load([0]).shape == (1, 1, 40, 48)  # sets are exported at the dataset's size
@@ -226,7 +227,7 @@ def test_default_resize_squashes_same_size_images_larger_than_the_model_and_expo
 
 def test_default_resize_squashes_mixed_sizes_even_when_all_fit(tmp_path):
     data = _tree(tmp_path, [(20, 20), (24, 30), (32, 16)])
-    policy = ds.decide_resize(data, 32)
+    policy = images.decide_resize(data, 32)
     assert (policy.mode, policy.native, policy.export_size) == ("squash", None, (32, 32))  # no one size to pad back to
     assert policy.sizes["distinct"] == 3 and policy.sizes["images"] == 6
     assert data.with_policy(policy).load(np.arange(6)).shape == (6, 1, 32, 32)

@@ -108,6 +108,35 @@ def test_post_processing_strategies_on_known_structures():
     assert discovery.noise_factor(10) == 5 and discovery.noise_factor(50) == 3 and discovery.noise_factor(51) == 1
 
 
+def test_the_toy_of_notebook_02_shows_each_strategy():
+    """discovery.toy_blobs (notebook 02's exactly-IPC toy): each IPC the notebook draws shows the
+    strategy its text names: keep the largest, split the double blob, fill from noise, forced split."""
+    points, source = discovery.toy_blobs()
+    labels, probs = run_hdbscan(points, 40, 3)
+    assert len(np.unique(labels[labels >= 0])) == 4 and 10 <= (labels < 0).sum() < 25  # fill at IPC 7, not at 10
+    expected = {2: {"hdbscan"}, 5: {"hdbscan", "split"}, 7: {"hdbscan", "split", "noise_fill"}}
+    for ipc, strategies in expected.items():
+        res = make_exactly_ipc(points, labels, probs, ipc, 40, 3, 0)
+        _check(res, len(points), ipc)
+        assert set(res.strategies) == strategies, (ipc, res.strategies)
+    res = make_exactly_ipc(points, labels, probs, 5, 40, 3, 0)
+    halves = [np.bincount(source[(res.labels == k) & (source >= 0)], minlength=5)
+              for k, s in enumerate(res.strategies) if s == "split"]
+    assert sorted(int(h.argmax()) for h in halves) == [0, 1]  # the double blob, split into its two blobs
+    assert all(h.max() >= 0.85 * h.sum() for h in halves)
+    res = make_exactly_ipc(points, labels, probs, 10, 40, 3, 0)
+    assert "forced_split" in res.strategies and "noise_fill" not in res.strategies
+
+
+def test_noise_fill_table_counts_noise_fill_representatives():
+    from types import SimpleNamespace
+
+    disc = SimpleNamespace(class_names=["a", "b"], per_class=[SimpleNamespace(strategies=["hdbscan", "noise_fill"]),
+                                                             SimpleNamespace(strategies=["noise_fill", "noise_fill"])])
+    table = discovery.noise_fill_table({"IPC 2": disc})
+    assert table["IPC 2"].to_dict() == {"a": 1, "b": 2, "all classes": 3}
+
+
 def test_post_processing_rejects_bad_ipc():
     emb = np.zeros((5, 2))
     with pytest.raises(ValueError, match="larger than the class"):
@@ -246,6 +275,13 @@ def test_discover_all_classes_and_export(cache, tmp_path):
     assert reused.per_class[0].params["path"] == "umap (reused)" and "umap" not in reused.per_class[0].timings
     other = discovery.discover(c, 2, n_neighbors=5, progress=False, reuse=disc)  # other UMAP settings: not reused
     assert other.per_class[0].params["path"] == "umap"
+    # one class's embedding computed by the caller (notebook 02's walk-through) replaces its UMAP
+    x = discovery.standardize(c.latents(1))
+    s = discovery.class_settings(x, disc.params["n_neighbors"], disc.params["min_cluster_size"])
+    emb = discovery.run_umap(x, s["n_neighbors"], s["n_components"], 0.0, 0)
+    given = discovery.discover(c, 2, progress=False, embeddings={1: emb})
+    assert np.array_equal(fresh.positions, given.positions) and fresh.strategy_counts() == given.strategy_counts()
+    assert [d.params["path"] for d in given.per_class] == ["umap", "umap (reused)", "umap"]
 
 
 def test_kmeans_nearest_real_and_herding(cache):

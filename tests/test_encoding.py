@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from coda_utils import encoding, plots
-from coda_utils.datasets import decide_resize
+from coda_utils.images import decide_resize
 from coda_utils.encoding import LatentCache, NonFiniteLatentError, StaleCacheError, encode_dataset, encode_images, limit_dataset
 
 

@@ -187,6 +187,22 @@ def test_evaluate_csv_and_resume(tiny, tmp_path: Path, monkeypatch) -> None:
     assert calls[-1] == 0 and len(pd.read_csv(csv)) == 7  # another precision is another experiment
 
 
+def test_evaluate_hands_back_the_curves_of_the_networks_it_trains(tiny, tmp_path: Path) -> None:
+    """Notebook 04 draws its table's first network from here: trained once, tests during
+    training change nothing of the row, and a network found in the file has no curve."""
+    x, y, tx, ty = tiny
+    csv = tmp_path / "results.csv"
+    curves = {}
+    row = ev.evaluate("random", x, y, tx, ty, ipc=2, repeats=1, epochs=4, out_csv=csv, progress=False, eval_every=2,
+                      curves=curves).iloc[0]
+    assert list(curves) == [0] and [e for e, _ in curves[0]] == [2, 4] and curves[0][-1][1] == row.acc
+    plain = ev.evaluate("random", x, y, tx, ty, ipc=2, repeats=1, epochs=4, progress=False).iloc[0]
+    assert plain.acc == row.acc  # the tests during training change nothing of the training
+    again = {}
+    ev.evaluate("random", x, y, tx, ty, ipc=2, repeats=1, epochs=4, out_csv=csv, progress=False, curves=again)
+    assert again == {}  # found in the file: not trained, no curve
+
+
 def test_results_files_without_seed_columns_are_read_as_one_fp32_draw(tmp_path: Path) -> None:
     old = tmp_path / "results.csv"
     old.write_text("method,ipc,arch,protocol,seed,acc,acc_best,train_seconds,epochs\nr,10,convnet3,dc,0,70.0,71.0,1.0,300\n")

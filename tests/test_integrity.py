@@ -234,3 +234,56 @@ def test_scale_reads_a_bad_parameter_file_with_its_name(tmp_path):
     with pytest.raises(ParameterError) as e:
         scale._parse(["04", "-f", str(bad)])
     assert str(bad) in str(e.value)
+
+
+# --------------------------------------------------------------------------------------
+# Discovery's arrays (notebook 02) and the soft-label teacher (notebook 04)
+# --------------------------------------------------------------------------------------
+def _discovery(vae, small, tmp_path):
+    from coda_utils import discovery
+
+    cache = encoding.encode_dataset(small, vae, tmp_path / "latents", encoder_id="tiny", progress=False)
+    return discovery.discover(cache, 3, progress=False)
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_discovery_file_is_named_and_written_again(vae, small, tmp_path, capsys, damage):
+    from coda_utils import discovery
+
+    disc = _discovery(vae, small, tmp_path)
+    disc.save(tmp_path / "d.json")
+    npz = tmp_path / "d.npz"
+    before = npz.read_bytes()
+    assert json.loads((tmp_path / "d.json").read_text())["files"]["d.npz"] == cio.file_record(npz)
+    DAMAGE[damage](npz)
+    for read in (discovery.load_arrays, discovery.load_discovery):  # what 03 and the figures read
+        with pytest.raises(cio.CorruptFileError, match=r"d\.npz.*notebook 02 again") as err:
+            read(tmp_path / "d.json")
+        assert err.value.path == npz
+    disc.save(tmp_path / "d.json")  # notebook 02 run again
+    assert f"replaced {npz}" in capsys.readouterr().out
+    assert npz.read_bytes() == before
+    assert np.array_equal(discovery.load_arrays(tmp_path / "d.json")["positions"], disc.positions)
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_teacher_is_named_and_trained_again_identically(tmp_path, capsys, damage):
+    from coda_utils import teachers
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, 256, (20, 1, 28, 28), generator=g, dtype=torch.uint8), torch.arange(20) % 2
+    path = tmp_path / "teacher" / "convnet3_dc1.pt"
+    teachers.train_teacher(x, y, x[:6], y[:6], path, epochs=1, progress=False)
+    before = torch.load(path, weights_only=False)
+    assert json.loads((path.parent / "convnet3_dc1.pt.json").read_text())["files"]["convnet3_dc1.pt"] == cio.file_record(path)
+    teachers.train_teacher(x, y, x[:6], y[:6], path, epochs=1, progress=False)  # intact: loaded, not trained
+    assert "replaced" not in capsys.readouterr().out
+    DAMAGE[damage](path)
+    if damage == "deleted":  # nothing to replace: simply trained
+        teachers.train_teacher(x, y, x[:6], y[:6], path, epochs=1, progress=False)
+    else:
+        teachers.train_teacher(x, y, x[:6], y[:6], path, epochs=1, progress=False)
+        assert f"replaced {path}" in capsys.readouterr().out
+    after = torch.load(path, weights_only=False)  # the same weights (its training time differs)
+    assert after["id"] == before["id"] and after["test_acc"] == before["test_acc"]
+    assert all(torch.equal(after["state_dict"][k], v) for k, v in before["state_dict"].items())

@@ -1,4 +1,5 @@
 """The Makefile's study plan (dry runs: nothing is executed)."""
+import os
 import re
 import shutil
 import subprocess
@@ -69,3 +70,24 @@ def test_soft_labels_evaluate_into_rundirs_soft_label_folders_teacher_first(tmp_
     assert all("-p protocol rded -p epochs None" in line for line in out.splitlines() if "04_evaluate.ipynb" in line
                and "papermill" in line)
     assert run.eval_dir("coda_g", 10, "rded") != run.eval_dir("coda_g", 10, "dc")
+
+
+def test_unit_and_test_check_the_import_contracts_first():
+    """`make unit` runs lint-imports (the layers of pyproject.toml's [tool.importlinter]) before the
+    unit tests; `make test` runs it once, before its sub-make (which it tells so with LINTED=1)."""
+    # run as `make test` runs the unit tests: without the LINTED=1 that make passes to its sub-makes
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "LINTED")}
+
+    def commands(*args):
+        out = subprocess.run(["make", "-n", "-C", str(ROOT), *args], capture_output=True, text=True, check=True,
+                             env=env).stdout
+        return [line for line in out.splitlines() if "lint-imports" in line or "pytest" in line]
+
+    unit = commands("unit")
+    assert len(unit) == 2 and "lint-imports" in unit[0] and "-m pytest" in unit[1]
+    assert not any("lint-imports" in line for line in commands("unit", "LINTED=1"))
+    # `make -n test` would run its sub-make: read the rule instead
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test: lint data$", makefile, re.M)
+    assert re.search(r"\$\(MAKE\) [^\n]*LINTED=1 NBVAL_COPIED=1 nbval-main nbval-prior unit nbval-ablations", makefile)
+    assert re.search(r"^unit: \$\(if \$\(LINTED\),,lint\) data$", makefile, re.M)

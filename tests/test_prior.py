@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from coda_utils import prior
+from coda_utils import prior, prior_build
 from coda_utils.datasets import load_fashion_mnist
 
 TINY = dict(vae_steps=3, unet_steps=4, vae_batch=8, unet_batch=8, vae_channels=(8, 8, 8), unet_channels=(16, 16, 16),
@@ -68,9 +68,9 @@ def test_tiny_training_resumes_and_refuses_stale_checkpoints(tmp_path, small_poo
 
 def test_stage_fingerprints_depend_only_on_what_each_stage_uses(tmp_path, small_pool):
     base, more_unet = prior.PriorConfig(**TINY), prior.PriorConfig(**{**TINY, "unet_steps": 9})
-    assert prior._stage_fingerprint(base, "decoder") == prior._stage_fingerprint(more_unet, "decoder")
-    assert prior._stage_fingerprint(base, "unet") != prior._stage_fingerprint(more_unet, "unet")
-    assert prior._stage_fingerprint(base, "vae") != prior._stage_fingerprint(prior.PriorConfig(**{**TINY, "vae_lr": 1e-4}), "vae")
+    assert prior_build._stage_fingerprint(base, "decoder") == prior_build._stage_fingerprint(more_unet, "decoder")
+    assert prior_build._stage_fingerprint(base, "unet") != prior_build._stage_fingerprint(more_unet, "unet")
+    assert prior_build._stage_fingerprint(base, "vae") != prior_build._stage_fingerprint(prior.PriorConfig(**{**TINY, "vae_lr": 1e-4}), "vae")
     # other UNet settings need the UNet retrained (its checkpoint is refused, then deleted), but
     # the finished VAE, latents and decoder checkpoints are reused
     work = tmp_path / "work"
@@ -157,7 +157,7 @@ def test_the_latent_shape_decides_vae_and_unet(channels, blocks, shape):
     assert tuple(z.shape[1:]) == shape and unet.config.in_channels == channels == unet.config.out_channels
     assert unet.config.sample_size == shape[1]
     # the latent width is part of the VAE stage's fingerprint (a checkpoint of another width is refused)
-    assert prior._stage_fingerprint(cfg, "vae")["vae_latent_channels"] == channels
+    assert prior_build._stage_fingerprint(cfg, "vae")["vae_latent_channels"] == channels
 
 
 @pytest.mark.parametrize("plain,down", [(0, ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")),
@@ -168,7 +168,7 @@ def test_plain_levels_drop_cross_attention_from_the_highest_resolutions(plain, d
     unet = prior.build_unet(cfg)
     assert unet.config.down_block_types == down
     assert unet.config.up_block_types == tuple(d.replace("Down", "Up") for d in reversed(down))
-    assert prior._stage_fingerprint(cfg, "unet")["unet_plain_levels"] == plain
+    assert prior_build._stage_fingerprint(cfg, "unet")["unet_plain_levels"] == plain
     with torch.no_grad():  # text still reaches the UNet through its middle block
         out = unet(torch.zeros(1, 4, 16, 16), 10, encoder_hidden_states=torch.zeros(1, 3, cfg.text_width)).sample
     assert out.shape == (1, 4, 16, 16)
@@ -209,15 +209,13 @@ def test_notebook_00_trains_and_measures_a_tiny_prior(tmp_path):
 def test_make_prior_builds_the_shipped_priors_settings():
     """`make prior` (notebook 00 at its defaults plus notebooks/params/prior.yaml) trains with every
     setting of the shipped prior's training report, so that a rebuild is the shipped prior's."""
-    import ast
-
-    import papermill as pm
     import yaml
 
+    from coda_utils import params
     from coda_utils.io import read_json
 
     root = Path(__file__).resolve().parent.parent
-    nb = {k: ast.literal_eval(v["default"]) for k, v in pm.inspect_notebook(root / "notebooks" / "00_build_prior.ipynb").items()}
+    nb = params.notebook_defaults("00_build_prior")  # its parameters cell and its advanced settings
     nb.update(yaml.safe_load((root / "notebooks" / "params" / "prior.yaml").read_text()))
     shipped = read_json(root / "data" / "models" / "fashion-prior" / "training_report.json")["config"]
     defaults = prior.PriorConfig().to_dict()

@@ -139,3 +139,94 @@ def test_numerics_table_is_one_table_per_cpu_with_the_ratio_to_native():
     text = report.numerics_table(pd.DataFrame(rows), "results/bench_numerics.csv")
     assert text.count("| configuration | train | discover |") == 2
     assert "CPU B (avx avx2 avx512f)" in text and "| portable | 12.5 s (1.25x) | 2.5 s (1.25x) |" in text
+
+
+# --------------------------------------------------------------------------------------------
+# The README's sentences: rendered from the result files, and no quoted contrast without a source
+# --------------------------------------------------------------------------------------------
+def test_readme_sentences_quote_no_contrast_their_source_lacks():
+    """A contrast a README sentence quotes outside the generated blocks ("+0.5 [-0.1, +1.1]") is
+    one of its section's result files (and the sentences that quote many are generated blocks)."""
+    assert report.stale_quotes(ROOT / "README.md") == []
+
+
+def test_a_stale_quoted_contrast_is_caught(tmp_path):
+    (tmp_path / "results").mkdir()
+    _study_rows().to_csv(tmp_path / "results" / "study.csv", index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text("## study\n\n<!-- generated: study (python -m coda_utils.report readme README.md) -->\n"
+                      "<!-- end generated: study -->\n\n## other\n\nno block here\n")
+    report.update_readme(readme, root=tmp_path)
+    text = readme.read_text()
+    r = report.stats.contrasts(_study_rows())
+    real = report.quote(r[r["contrast"] == "coda_g - coda_r"].iloc[0])
+    good = text.replace("## other", f"G - R is {real} here.\n\n## other")
+    readme.write_text(good)
+    assert report.stale_quotes(readme, tmp_path) == []
+    readme.write_text(good.replace(real, "+0.5, [-0.1, +1.1]"))  # typed by hand, then the file changed
+    problems = report.stale_quotes(readme, tmp_path)
+    assert len(problems) == 1 and "'+0.5, [-0.1, +1.1]' is not a contrast of the result files" in problems[0]
+    readme.write_text(good + f"G - R was {real}.\n")  # under a heading without a generated block
+    assert report.stale_quotes(readme, tmp_path) == [f"## other: '{real}' is not a contrast of no generated block in "
+                                                     "this section"]
+
+
+def _full_rows():
+    rows = []
+    for ipc, shift in ((1, -20.0), (10, 0.0), (50, 6.0)):
+        for i, m in enumerate(("random_real", "coda_r", "coda_g", "vae_coda_r", "vae_random_real", "unguided",
+                               "text_prompt", "kmeans")):
+            for s in range(5):
+                acc = 70 + shift + {"unguided": -20, "text_prompt": -19}.get(m, 0.3 * i) + 0.2 * ((s * (i + 1)) % 3)
+                rows.append({"method": m, "ipc": ipc, "arch": "convnet3", "protocol": "dc", "selection_seed": s,
+                             "seed": 1000 * s, "acc": acc, "acc_best": acc, "train_seconds": 1.0, "epochs": 300,
+                             "precision": "bf16"})
+    return pd.DataFrame(rows)
+
+
+def test_full_protocol_findings_quote_the_files_contrasts(tmp_path):
+    df = _full_rows()
+    text = report.full_protocol_findings(df, "results/full_protocol.csv", root=tmp_path)
+    table = report.stats.contrasts(df)
+    for name in ("coda_g - coda_r", "coda_g - vae_coda_r", "coda_g - random_real", "vae_coda_r - coda_r"):
+        for r in table[table["contrast"] == name].to_dict("records"):
+            assert f"{report.quote(r)} at IPC {r['ipc']}" in text
+    assert "the best set at IPC 50" in text and "make study" not in text  # no study file under tmp_path
+    (tmp_path / "results").mkdir()
+    study = df[df["ipc"] == 10].assign(epochs=100, precision="fp32", acc=lambda d: d.acc - 0.5)
+    study.to_csv(tmp_path / "results" / "study.csv", index=False)
+    text = report.full_protocol_findings(df, "results/full_protocol.csv", root=tmp_path)
+    assert "(100 epochs, fp32) against this one (300 epochs, bf16)" in text and "-0.5 to -0.5 points" in text
+
+
+def test_round_trip_reading_and_prior_quality_render_their_files():
+    rows = [{"candidate": c, "latent_shape": shape, "psnr_db": psnr, "vae_parameters": 1, "ipc": ipc, "epochs": 300,
+             "contrast": k, "seeds": 3, "cost": cost, "low": cost - 0.5, "high": cost + 0.5}
+            for c, shape, psnr, cost in (("v1", "4x8x8", 22.48, -2.0), ("c16", "16x8x8", 22.7, -1.9),
+                                         ("f2", "4x16x16", 29.03, -0.9), ("f2d", "4x16x16", 29.77, -0.4))
+            for ipc in (10, 50) for k in ("vae_coda_r - coda_r", "vae_random_real - random_real")]
+    text = report.round_trip_reading(pd.DataFrame(rows), "results/vae_round_trip.csv")
+    assert "gains 0.7 dB (29.8)" in text and "the same 1,024 numbers per image as `c16`" in text
+    assert "IPC 50: R -0.4 [-0.9, +0.1]" in text and "its largest cost is 0.4 points" in text and "`v2`" not in text
+    quality = {"psnr": {"psnr_db": 28.364, "mean_image_psnr_db": 29.766, "n": 10000},
+               "fidelity": {"fidelity": 0.927, "per_class": {"0": 1.0, "1": 0.54}, "n": 1000},
+               "fd_unguided_target": 0.0496, "fd_floor": 0.00155, "class_names": ["T-shirt/top", "Shirt"]}
+    text = report.prior_quality(quality, "nowhere/quality.json")
+    assert "28.36 dB PSNR" in text and "92.7 %" in text and "Shirt 54 %, every other class 100 %" in text
+    assert "32x the floor" in text and "training_report" not in text
+
+
+def test_findings_read_every_published_file_with_intervals(tmp_path):
+    """Notebook 06's findings: every contrast of report.FINDINGS in every setting of the published
+    files, paired by seed, herding (one set) by Welch's t of its networks; a missing file is skipped."""
+    (tmp_path / "results").mkdir()
+    df = _study_rows(methods=("random_real", "coda_r", "kmeans"))
+    df.to_csv(tmp_path / "results" / "study.csv", index=False)
+    found = report.findings(root=tmp_path)
+    assert set(found["run"]) == {"study"}  # no full_protocol.csv: skipped
+    rows = found.set_index("contrast")
+    assert set(rows.index) == {"coda_r - random_real", "kmeans - coda_r", "herding - coda_r"}
+    assert rows.loc["coda_r - random_real", "test"] == "paired t" and rows.loc["coda_r - random_real", "n"] == "5 pairs"
+    assert rows.loc["herding - coda_r", "test"] == "Welch t" and rows.loc["herding - coda_r", "n"] == "5 vs 5"
+    assert (found["low"] <= found["diff"]).all() and (found["diff"] <= found["high"]).all()
+    assert set(found["scope"]) == {"paper"}

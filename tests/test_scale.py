@@ -15,12 +15,13 @@ import pytest
 
 from coda_utils import encoding, evaluation, parallel, rundir, scale
 from coda_utils.params import ParameterError
+from coda_utils.io import file_record, write_json
 
 pytestmark = pytest.mark.slow
 
 SMALL = ["-p", "class_limit", "4", "-p", "per_class_limit", "40"]
 GENERATE = ["-p", "ipc", "3", "-p", "steps", "3", "-p", "batch_size", "5", "-y", "selection_seeds: [0, 1]",
-            "-p", "judge_dir", "None", *SMALL]
+            "-y", "methods: [unguided, text_prompt, coda_g]", "-p", "judge_dir", "None", *SMALL]  # the study's methods
 
 
 def _free_port() -> int:
@@ -65,6 +66,7 @@ def _fake_discovery(run_dir: Path, ipc: int, seeds) -> None:
         path = run.discovery(ipc, s).with_suffix(".npz")
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, latents=lat, labels=np.repeat(np.arange(cache.num_classes), ipc))
+        write_json(path.with_suffix(".json"), {"files": {path.name: file_record(path)}})  # the record 02 writes last
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +143,11 @@ def test_two_processes_evaluate_the_networks_of_one(one_and_two, tmp_path):
 def test_scale_takes_the_notebooks_parameters_and_refuses_unknown_ones():
     p = scale.notebook_parameters("03", {"ipc": 3})
     assert p["ipc"] == 3 and p["gamma"] == 0.2 and p["run_dir"] == "runs/tutorial"  # the notebook's defaults
+    # and its advanced settings (params.ADVANCED), which its parameters cell does not show
+    assert p["guide_fraction"] == 0.9 and p["batch_size"] == 50 and p["refiner"] is None
+    assert scale.notebook_parameters("03", {"refiner_start": 0.5, "batch_size": 4})["batch_size"] == 4
+    with pytest.raises(ParameterError, match="`refiner_start`"):
+        scale.notebook_parameters("03", {"refiner_start": 0.0})
     with pytest.raises(ParameterError, match="no parameter gama"):
         scale.notebook_parameters("03", {"gama": 0.1})
     with pytest.raises(ParameterError, match="`steps`"):

@@ -34,7 +34,7 @@ def _grayscale_tree(root: Path, per_class: int, seed: int, rgb_every: int | None
 def _run_01_to_04(pipe, model_id: str, tmp_path: Path, rgb_every: int | None) -> dict:
     """The stage functions of notebooks 01-04 on the tiny grayscale tree; returns every set's
     images (as 04 loads them), R as 03 loads it, the test images and the evaluation rows."""
-    from coda_utils import alignment, baselines, datasets, discovery, encoding, evaluation
+    from coda_utils import alignment, baselines, datasets, discovery, encoding, evaluation, images
 
     ipc, data = 2, tmp_path / "data"
     _grayscale_tree(data / "train", per_class=3, seed=0, rgb_every=rgb_every)
@@ -60,7 +60,7 @@ def _run_01_to_04(pipe, model_id: str, tmp_path: Path, rgb_every: int | None) ->
     r_column = target.load(disc.positions)
     comparison = torch.cat([r_column, setfolder.read_set(sets["coda_g"], classes=target.classes).images])
     # 04: random real drawn on first use, the ceilings through the run's VAE, the evaluation
-    target = datasets.load_dataset("folder", "train", data / "train").with_policy(encoding.run_policy(run / "latents", target))
+    target = datasets.load_dataset("folder", "train", data / "train").with_policy(images.run_policy(run / "latents", target))
     sets["random_real"] = baselines.random_real_set(target, ipc, 0, run / "sets" / "random_real")
     vae = encoding.load_vae(cache.encoder_id) if not hasattr(pipe, "vae") else pipe.vae
     for method, source in baselines.ROUND_TRIP.items():
@@ -118,7 +118,7 @@ def test_a_grayscale_image_folder_with_a_three_channel_vae_gives_rgb_sets(tmp_pa
 # The owner's parts
 # --------------------------------------------------------------------------------------
 def test_channel_conversion_is_pils(tmp_path):
-    from coda_utils.datasets import read_image, to_channels
+    from coda_utils.images import read_image, to_channels
 
     rgb = np.random.default_rng(0).integers(0, 256, (3, 9, 7), dtype=np.uint8)
     Image.fromarray(rgb.transpose(1, 2, 0), "RGB").save(tmp_path / "c.png")
@@ -170,7 +170,7 @@ def test_one_ipc_check():
 def test_a_cache_made_before_policies_named_channels_keeps_working(tmp_path):
     """A latent cache (and its run's sets) from before this rule: its policy gets the encoder's
     input channels, and encoding again resumes it instead of refusing it as stale."""
-    from coda_utils import encoding
+    from coda_utils import encoding, images
     from coda_utils.datasets import load_fashion_mnist
     from coda_utils.prior import PriorConfig, build_vae
 
@@ -183,7 +183,7 @@ def test_a_cache_made_before_policies_named_channels_keeps_working(tmp_path):
     del meta["resize_policy"]["channels"]
     (tmp_path / "c" / "cache.json").write_text(json.dumps(meta))
     assert encoding.LatentCache.load(tmp_path / "c").policy.channels == 1
-    assert encoding.run_policy(tmp_path / "c", data).channels == 1
+    assert images.run_policy(tmp_path / "c", data).channels == 1
     before = (tmp_path / "c" / "class_0000.npy").stat().st_mtime_ns
     encoding.encode_dataset(data, vae, tmp_path / "c", encoder_id="tiny", progress=False)
     assert (tmp_path / "c" / "class_0000.npy").stat().st_mtime_ns == before

@@ -1,0 +1,296 @@
+"""The README's sentences that quote a result, and the study's findings (notebook 06).
+
+Every sentence that quotes a result is rendered from its file like the tables
+(:func:`full_protocol_findings`, :func:`round_trip_reading`, :func:`prior_quality`: the blocks
+``full-protocol-findings``, ``vae-round-trip-reading`` and ``prior-quality`` of
+:data:`coda_utils.report.BLOCKS`); :func:`findings` reads every contrast of :data:`FINDINGS` in the
+published result files. Part of :mod:`coda_utils.report`, which re-exports every name here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from . import evaluation, stats
+from .report_tables import PRIOR_V1_RESULTS, ROOT, STUDY_RESULTS
+
+__all__ = ["quote", "CEILING_GOAL", "full_protocol_findings", "round_trip_reading", "prior_quality", "FINDINGS",
+           "FINDING_SOURCES", "findings"]
+
+
+# --------------------------------------------------------------------------------------------
+# The README's sentences: every sentence that quotes a result is rendered from its file
+# --------------------------------------------------------------------------------------------
+def quote(r: Mapping) -> str:
+    """A contrast as the README's sentences quote it, at the tables' rounding: ``+0.6 [+0.1, +1.2]``."""
+    ci = "" if pd.isna(r["low"]) else f" [{r['low']:+.1f}, {r['high']:+.1f}]"
+    return f"{r['diff']:+.1f}{ci}"
+
+
+def _by_ipc(table: pd.DataFrame) -> dict:
+    return {(r["contrast"], int(r["ipc"])): r for r in table.to_dict("records")}
+
+
+def _at(found: dict, name: str, ipcs) -> str:
+    return ", ".join(f"{quote(found[name, i])} at IPC {i}" for i in ipcs if (name, i) in found)
+
+
+def _verdicts(found: dict, name: str, ipcs) -> str:
+    """``not distinguishable at IPC 1 and 10, random_real higher at IPC 50``."""
+    groups: dict[str, list[int]] = {}
+    for i in ipcs:
+        if (name, i) in found:
+            groups.setdefault(found[name, i]["verdict"], []).append(i)
+    return ", ".join(f"{v} at IPC {_and(i)}" for v, i in groups.items())
+
+
+def _and(values) -> str:
+    values = [str(v) for v in values]
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+
+
+#: issue 13's goal for the generator against its ceiling: G - vae_coda_r no lower than this (points)
+CEILING_GOAL = -0.5
+
+
+def full_protocol_findings(df: pd.DataFrame, source: str, root: str | Path = ROOT) -> str:
+    """The sentences that read the full protocol's table: the VAE round trip's cost, the
+    generator against its ceiling, random real and R, discovery at the largest IPC, the first
+    prior beside the second, and what ``make study``'s shorter protocol changes (from
+    ``results/study.csv`` and ``results/prior_v1/full_protocol.csv`` when they exist)."""
+    found = _by_ipc(stats.contrasts(df))
+    ipcs = sorted(int(i) for i in df["ipc"].unique())
+    top = ipcs[-1]
+    summary = evaluation.summarize(df)
+    mean = {(r["method"], int(r["ipc"])): r for r in summary.to_dict("records")}
+    sources = [f"`{source}`"]
+    lines = []
+    costs = [found[n, i]["diff"] for n in ("vae_coda_r - coda_r", "vae_random_real - random_real") for i in ipcs
+             if (n, i) in found]
+    if costs:
+        lines.append(f"* **What the VAE round trip costs** (a set through the prior's VAE and back, minus the set): "
+                     f"R (`vae_coda_r - coda_r`) {_at(found, 'vae_coda_r - coda_r', ipcs)}; random real "
+                     f"(`vae_random_real - random_real`) {_at(found, 'vae_random_real - random_real', ipcs)}: "
+                     f"{'at most ' + format(-min(costs), '.1f') + ' points' if max(costs) <= 0 else 'not always a loss'}.")
+    name = "coda_g - vae_coda_r"
+    if any((name, i) in found for i in ipcs):
+        below = [i for i in ipcs if (name, i) in found and found[name, i]["diff"] < CEILING_GOAL]
+        lines.append(f"* **CoDA-G against its ceiling** (`{name}`, the goal: no lower than {CEILING_GOAL:+.1f}): "
+                     f"{_at(found, name, ipcs)}; " + ("the goal holds at every IPC" if not below else
+                                                       f"the goal fails at IPC {_and(below)}")
+                     + f" ({_verdicts(found, name, ipcs)}).")
+    name = "coda_g - random_real"
+    if any((name, i) in found for i in ipcs):
+        lines.append(f"* **CoDA-G against random real** (`{name}`): {_at(found, name, ipcs)} "
+                     f"({_verdicts(found, name, ipcs)}).")
+    name = "coda_g - coda_r"
+    if any((name, i) in found for i in ipcs):
+        extra = ""
+        if (name, top) in found and ("vae_coda_r - coda_r", top) in found:
+            extra = (f"; at IPC {top} G - R is {found[name, top]['diff']:+.1f} where the VAE round trip alone costs R "
+                     f"{found['vae_coda_r - coda_r', top]['diff']:+.1f}")
+        lines.append(f"* **CoDA-G against R**, the paper's claim (`{name}`): {_at(found, name, ipcs)} "
+                     f"({_verdicts(found, name, ipcs)}){extra}.")
+    parts = []
+    for name in ("coda_r - random_real", "kmeans - coda_r"):
+        if (name, top) in found:
+            parts.append(f"`{name}` {quote(found[name, top])} ({found[name, top]['verdict']})")
+    if parts:
+        text = f"* **Discovery at IPC {top}**: " + ", ".join(parts)
+        if ("herding", top) in mean:
+            h = mean["herding", top]
+            text += f"; herding (one deterministic set, {int(h['networks'])} networks) {h['acc_mean']:.1f}"
+        best = summary[summary["ipc"] == top].sort_values("acc_mean", ascending=False).iloc[0]
+        lines.append(text + f"; the best set at IPC {top}: {best['method']} ({best['acc_mean']:.1f}).")
+    v1_path = Path(root) / PRIOR_V1_RESULTS / Path(source).name
+    if v1_path.is_file():
+        v1 = evaluation.summarize(evaluation.read_results(v1_path))
+        old = {(r["method"], int(r["ipc"])): r["acc_mean"] for r in v1.to_dict("records")}
+        pairs = [(m, old[m, top], mean[m, top]["acc_mean"]) for m in ("coda_r", "random_real")
+                 if (m, top) in old and (m, top) in mean]
+        if pairs:
+            sources.append(f"`{PRIOR_V1_RESULTS}/{Path(source).name}`")
+            lines.append(f"* **The first prior beside the second** at IPC {top}, mean accuracy: " + "; ".join(
+                f"{m} {a:.1f} then, {b:.1f} now" for m, a, b in pairs) + ".")
+    gains = [found[n, i]["diff"] for n in ("coda_g - unguided", "coda_g - text_prompt") for i in ipcs if (n, i) in found]
+    if gains:
+        lines.append(f"* **Guidance over the prior's own samples** of the same noise: `coda_g - unguided` "
+                     f"{_at(found, 'coda_g - unguided', ipcs)}; `coda_g - text_prompt` "
+                     f"{_at(found, 'coda_g - text_prompt', ipcs)}.")
+    study_path = Path(root) / STUDY_RESULTS
+    if study_path.is_file():
+        study = evaluation.read_results(study_path)
+        ipc = int(study["ipc"].iloc[0])
+        short = {r["method"]: r["acc_mean"] for r in evaluation.summarize(study).to_dict("records")}
+        diffs = {m: short[m] - mean[m, ipc]["acc_mean"] for m in short if (m, ipc) in mean}
+        own = [d for m, d in diffs.items() if m in ("unguided", "text_prompt")]
+        rest = [d for m, d in diffs.items() if m not in ("unguided", "text_prompt")]
+        s_found = _by_ipc(stats.contrasts(study))
+        if rest:
+            sources.append(f"`{STUDY_RESULTS}`")
+            def setting(d):
+                return f"{_and(sorted(d['epochs'].unique()))} epochs, {_and(sorted(d['precision'].unique()))}"
+
+            text = (f"* **`make study`'s protocol** ({setting(study)}) against this one ({setting(df)}), IPC {ipc}, the "
+                    f"same selection seeds: a method's mean moves by {min(rest):+.1f} to {max(rest):+.1f} points")
+            if own:
+                text += f" ({min(own):+.1f} to {max(own):+.1f} for the prior's unguided and text-prompt samples)"
+            if ("coda_g - coda_r", ipc) in s_found and ("coda_g - coda_r", ipc) in found:
+                a, b = s_found["coda_g - coda_r", ipc], found["coda_g - coda_r", ipc]
+                text += (f"; G - R is {quote(a)} there ({a['verdict']}) and {quote(b)} here ({b['verdict']})")
+            lines.append(text + ".")
+    return "\n".join([f"Read from {', '.join(sources)} (95 % t intervals over selection seeds, points):", ""] + lines)
+
+
+def round_trip_reading(df: pd.DataFrame, source: str) -> str:
+    """The sentences that read the VAE candidates' table: what each candidate's reconstructions
+    and round trip cost, and what each change bought (the candidates ``v1``, ``c16``, ``v2``,
+    ``f2``, ``f2d`` of ``benchmarks/vae_candidates.py``; a sentence whose candidates are
+    missing is left out)."""
+    psnr = {c: float(p["psnr_db"].iloc[0]) for c, p in df.groupby("candidate")}
+    shape = {c: str(p["latent_shape"].iloc[0]) for c, p in df.groupby("candidate")}
+    label = {"vae_coda_r - coda_r": "R", "vae_random_real - random_real": "random real"}
+
+    def cost(c, ipc, contrast="vae_coda_r - coda_r"):
+        r = df[(df["candidate"] == c) & (df["ipc"] == ipc) & (df["contrast"] == contrast)]
+        return None if r.empty else {"diff": r["cost"].iloc[0], "low": r["low"].iloc[0], "high": r["high"].iloc[0]}
+
+    def costs(c):
+        """``IPC 10: R -0.5 [-1.5, +0.5], random real ...; IPC 50: ...``"""
+        per_ipc = []
+        for i in sorted(int(i) for i in df["ipc"].dropna().unique()):
+            parts = [f"{label[k]} {quote(r)}" for k in label if (r := cost(c, i, k)) is not None]
+            if parts:
+                per_ipc.append(f"IPC {i}: " + ", ".join(parts))
+        return "; ".join(per_ipc)
+
+    def size(c):
+        return int(np.prod([int(x) for x in shape[c].split("x")]))
+
+    lines = [f"Read from `{source}` (PSNR in dB; round-trip costs in points, 95 % paired t intervals):", ""]
+    if {"v1", "c16"} <= set(psnr):
+        lines.append(f"* `c16` ({shape['c16']}, the VAE stage alone) reconstructs `target` at {psnr['c16']:.1f} dB, the "
+                     f"first prior's VAE `v1` ({shape['v1']}) at {psnr['v1']:.1f}. Round trip of `c16`, {costs('c16')}; of "
+                     f"`v1`, {costs('v1')}.")
+    if {"c16", "v2"} <= set(psnr):
+        lines.append(f"* `v2` (`c16`'s encoder, its decoder fine-tuned longer) gains {psnr['v2'] - psnr['c16']:.1f} dB "
+                     f"({psnr['v2']:.1f}). Round trip, {costs('v2')}.")
+    if "f2" in psnr:
+        same = f", the same {size('f2'):,} numbers per image as `c16`" if "c16" in psnr and size("c16") == size("f2") else ""
+        lines.append(f"* `f2` ({shape['f2']}{same}, the VAE stage alone) reconstructs at {psnr['f2']:.1f} dB. Round trip, "
+                     f"{costs('f2')}.")
+    if {"f2", "f2d"} <= set(psnr):
+        worst = max(abs(r["diff"]) for k in label for i in df["ipc"].dropna().unique()
+                    if (r := cost("f2d", int(i), k)) is not None)
+        lines.append(f"* `f2d` (`f2` with its decoder fine-tuned: the same encoder, so the same latent space) gains "
+                     f"{psnr['f2d'] - psnr['f2']:.1f} dB ({psnr['f2d']:.1f}). Round trip, {costs('f2d')}: its largest "
+                     f"cost is {worst:.1f} points.")
+    return "\n".join(lines)
+
+
+def prior_quality(quality: dict, source: str, root: str | Path = ROOT) -> str:
+    """The shipped prior as notebook 00 measured it (``quality.json``) and as it was built
+    (``training_report.json`` beside it): PSNR, prompt fidelity, Frechet distance, sizes and
+    training time."""
+    from .io import read_json
+
+    names = quality.get("class_names") or [str(c) for c in sorted(quality["fidelity"]["per_class"])]
+    per_class = {names[int(c)]: v for c, v in quality["fidelity"]["per_class"].items()}
+    weak = {n: v for n, v in per_class.items() if v < max(per_class.values())}
+    psnr = quality["psnr"]
+    text = [f"The shipped prior as notebook 00 measures it: VAE reconstructions of the {psnr['n']:,} `target` images at "
+            f"{psnr['psnr_db']:.2f} dB PSNR over all pixels ({psnr['mean_image_psnr_db']:.2f} dB as the mean of per-image "
+            f"PSNRs); prompt fidelity {100 * quality['fidelity']['fidelity']:.1f} % over {quality['fidelity']['n']:,} unguided "
+            f"samples judged by a classifier of the prior's own `pool` ("
+            + ", ".join(f"{n} {v:.0%}".replace("%", " %") for n, v in weak.items())
+            + (f", every other class {max(per_class.values()):.0%}".replace("%", " %") if weak else "") + "); unguided Frechet distance to "
+            f"`target` {quality['fd_unguided_target']:.4f}, {quality['fd_unguided_target'] / quality['fd_floor']:.0f}x "
+            f"the floor of two disjoint `target` sets ({quality['fd_floor']:.4f})."]
+    report_path = Path(root) / Path(source).parent / "training_report.json"
+    sources = [f"`{source}`"]
+    if report_path.is_file():
+        rep = read_json(report_path)
+        cfg, n = rep["config"], rep["parameters"]
+        minutes = {k: rep[f"{k}_seconds"] / 60 for k in ("vae", "unet", "decoder")}
+        total = sum(minutes.values())
+        text.append(f"Parameters: UNet {n['unet'] / 1e6:.1f}M, VAE {n['vae'] / 1e6:.2f}M, text encoder "
+                    f"{n['text_encoder'] / 1e6:.2f}M. The shipped build's training, as its report records it (on "
+                    f"{', '.join(sorted(set(rep['trained_on'].values())))}): VAE {cfg['vae_steps']:,} steps in "
+                    f"{minutes['vae']:.0f} min, UNet {cfg['unet_steps']:,} in {minutes['unet']:.0f} min, decoder "
+                    f"fine-tuning {cfg['decoder_steps']:,} in {minutes['decoder']:.0f} min: {int(total // 60)} h "
+                    f"{total % 60:.0f} min in all.")
+        sources.append(f"`{Path(source).parent / 'training_report.json'}`")
+    return " ".join(text) + f" Source: {', '.join(sources)}."
+
+
+# --------------------------------------------------------------------------------------------
+# The study's findings (notebook 06): every contrast of FINDINGS in every published setting
+# --------------------------------------------------------------------------------------------
+#: the study's findings (notebook 06, "What the study found"): ``(a, b, scope)``, each read as the
+#: contrast ``a - b`` in every setting of every published file of :data:`FINDING_SOURCES`. ``scope``
+#: says what a finding can speak to: ``"paper"``, a question the paper's claims answer (here in the
+#: embedded world, not for SDXL on ImageNet), or ``"miniature"``, a property of the miniature
+#: prior (its VAE, its unguided samples)
+FINDINGS = (
+    ("coda_r", "random_real", "paper"),
+    ("kmeans", "coda_r", "paper"),
+    ("herding", "coda_r", "paper"),
+    ("coda_g", "coda_r", "paper"),
+    ("coda_g", "random_real", "paper"),
+    ("coda_g", "unguided", "miniature"),
+    ("coda_g", "vae_coda_r", "miniature"),
+    ("vae_coda_r", "coda_r", "miniature"),
+    ("vae_random_real", "random_real", "miniature"),
+)
+#: run label -> published hard-label results file (``make study``, ``make full``)
+FINDING_SOURCES = {"study": "results/study.csv", "full protocol": "results/full_protocol.csv"}
+
+
+def _finding_values(part: pd.DataFrame, method: str) -> pd.Series | None:
+    """A method's accuracies in one setting for a contrast: one value per selection seed (its
+    networks averaged), or, for a deterministic method (one set), one per network, indexed so
+    that they never pair with another method's seeds (Welch's t instead of a paired t)."""
+    rows = part[part["method"] == method]
+    if rows.empty:
+        return None
+    if rows["selection_seed"].nunique() == 1 and len(rows) > 1:
+        return pd.Series(rows["acc"].to_numpy(float), index=[f"network {s}" for s in rows["seed"]])
+    return rows.groupby("selection_seed")["acc"].mean()
+
+
+def findings(root: str | Path = ROOT, sources: dict[str, str] | None = None) -> pd.DataFrame:
+    """Every contrast of :data:`FINDINGS` in every setting (IPC, epochs, ...) of the published
+    hard-label result files (:data:`FINDING_SOURCES`, relative to ``root``; a missing file is
+    skipped), with its 95 % t interval (:func:`coda_utils.stats.contrast`: paired by selection seed
+    where both methods have the same seeds; herding, one deterministic set, by Welch's t of its
+    networks against the other method's seeds).
+
+    Returns:
+        One row per (source, setting, finding): ``run``, ``source``, the setting's columns,
+        ``contrast``, ``question`` (the study's, or a sentence for herding), ``scope``, ``diff``,
+        ``low``, ``high``, ``verdict``, ``test``, ``n`` (e.g. ``"5 pairs"``, ``"5 vs 5"``).
+    """
+    questions = {c.name: c.question for c in stats.STUDY_CONTRASTS}
+    rows = []
+    for run, rel in (sources or FINDING_SOURCES).items():
+        path = Path(root) / rel
+        if not path.is_file():
+            continue
+        df = evaluation.read_results(path)
+        setting = [c for c in stats.SETTING_COLUMNS if c in df.columns]
+        for key, part in df.groupby(setting, sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            for a, b, scope in FINDINGS:
+                va, vb = _finding_values(part, a), _finding_values(part, b)
+                if va is None or vb is None:
+                    continue
+                c = stats.contrast(va, vb, a_name=a, b_name=b)
+                name = f"{a} - {b}"
+                rows.append({"run": run, "source": rel, **dict(zip(setting, key)), "contrast": name,
+                             "question": questions.get(name, f"does {a}'s one deterministic set beat {b}?"),
+                             "scope": scope, **{k: c[k] for k in ("diff", "low", "high", "verdict", "test")},
+                             "n": f"{c['n_pairs']} pairs" if c["test"] == "paired t" else f"{c['n_a']} vs {c['n_b']}"})
+    return pd.DataFrame(rows)
