@@ -230,7 +230,8 @@ readme: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 
-unit: $(if $(LINTED),,lint) data
+# LINTED=1: `make test` checked the contracts and the data already (unit then starts as soon as a core is free)
+unit: $(if $(LINTED),,lint data)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 # nbval: the notebooks as stored (executed at their defaults by `make notebooks`) are re-executed

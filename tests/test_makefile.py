@@ -8,12 +8,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+#: `make -n` as a user runs it: without the variables (LINTED=1, NBVAL_COPIED=1, ...) that `make test`
+#: passes to its sub-makes, and so to these tests when they run inside it
+MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES",
+                                                             "LINTED", "NBVAL_COPIED")}
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
 def _plan(run: Path, target: str) -> list[str]:
     """The notebooks ``make`` would run for ``target``, in order (stage files relative to ``run``)."""
-    out = subprocess.run(["make", "-n", "-C", str(ROOT), f"RUN_DIR={run}", "IPCS=10", f"{run}/{target}"],
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), f"RUN_DIR={run}", "IPCS=10", f"{run}/{target}"], env=MAKE_ENV,
                          capture_output=True, text=True, check=True).stdout
     return [p.replace(f"{run}/", "") for p in re.findall(r"papermill --log-output --progress-bar \S+ (\S+)\.part\.ipynb", out)]
 
@@ -47,7 +51,8 @@ def test_the_makefile_evaluates_into_the_folders_rundir_names(tmp_path):
 def test_nbval_compares_every_stored_notebook():
     """`make nbval` copies every notebook of notebooks/ (and nothing else) before comparing, and
     compares each copy exactly once (its two chains side by side, then 06), never laxly."""
-    out = subprocess.run(["make", "-n", "-C", str(ROOT), "nbval"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), "nbval"], capture_output=True, text=True, check=True,
+                         env=MAKE_ENV).stdout
     stored = sorted(p.name for p in (ROOT / "notebooks").glob("0*.ipynb"))
     copied = re.search(r"cp (.*) build/nbval/", out).group(1).split()
     assert sorted(Path(p).name for p in copied) == stored
@@ -62,7 +67,7 @@ def test_soft_labels_evaluate_into_rundirs_soft_label_folders_teacher_first(tmp_
     from coda_utils.rundir import STUDY_METHODS, RunDir
 
     run = RunDir(tmp_path / "runs" / "x")
-    out = subprocess.run(["make", "-n", "-C", str(ROOT), "SOFT_RUN=x", "JOBS=1", "soft-labels"], capture_output=True,
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), "SOFT_RUN=x", "JOBS=1", "soft-labels"], env=MAKE_ENV, capture_output=True,
                          text=True, check=True).stdout
     stage_files = re.findall(r"papermill --log-output --progress-bar notebooks/04_evaluate.ipynb (\S+)\.part\.ipynb", out)
     expected = [str((RunDir(Path("runs/x")).eval_dir(m, 10, "rded") / "04_evaluate.ipynb")) for m in STUDY_METHODS]
@@ -75,12 +80,9 @@ def test_soft_labels_evaluate_into_rundirs_soft_label_folders_teacher_first(tmp_
 def test_unit_and_test_check_the_import_contracts_first():
     """`make unit` runs lint-imports (the layers of pyproject.toml's [tool.importlinter]) before the
     unit tests; `make test` runs it once, before its sub-make (which it tells so with LINTED=1)."""
-    # run as `make test` runs the unit tests: without the LINTED=1 that make passes to its sub-makes
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "LINTED")}
-
     def commands(*args):
         out = subprocess.run(["make", "-n", "-C", str(ROOT), *args], capture_output=True, text=True, check=True,
-                             env=env).stdout
+                             env=MAKE_ENV).stdout
         return [line for line in out.splitlines() if "lint-imports" in line or "pytest" in line]
 
     unit = commands("unit")
@@ -90,4 +92,4 @@ def test_unit_and_test_check_the_import_contracts_first():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^test: lint data$", makefile, re.M)
     assert re.search(r"\$\(MAKE\) [^\n]*LINTED=1 NBVAL_COPIED=1 nbval-main nbval-prior unit nbval-ablations", makefile)
-    assert re.search(r"^unit: \$\(if \$\(LINTED\),,lint\) data$", makefile, re.M)
+    assert re.search(r"^unit: \$\(if \$\(LINTED\),,lint data\)$", makefile, re.M)
