@@ -50,7 +50,8 @@ from . import evaluation, stats
 # the tables, the sentences and the findings, re-exported: report.<name> as before the split (the
 # underscored names too)
 from .report_findings import (_and, _at, _by_ipc, _finding_values, _verdicts, CEILING_GOAL, FINDING_SOURCES, FINDINGS,
-                              findings, full_protocol_findings, prior_quality, quote, round_trip_reading)
+                              answers, findings, full_protocol_findings, prior_quality, quote, round_trip_reading,
+                              run_summary, study_summary)
 from .report_tables import (_SETTING_LABELS, _caption, _join, _network_spread, _order, _varying, FULL_PROTOCOL_RESULTS,
                             PRIOR_V1_RESULTS, ROOT, STUDY_RESULTS, ablation_tables, full_protocol_table, numerics_table,
                             precision_table, round_trip_table, soft_label_table, study_table, teachers_file,

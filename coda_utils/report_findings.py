@@ -18,7 +18,7 @@ from . import evaluation, stats
 from .report_tables import PRIOR_V1_RESULTS, ROOT, STUDY_RESULTS
 
 __all__ = ["quote", "CEILING_GOAL", "full_protocol_findings", "round_trip_reading", "prior_quality", "FINDINGS",
-           "FINDING_SOURCES", "findings"]
+           "FINDING_SOURCES", "findings", "answers", "run_summary", "study_summary"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,3 +294,83 @@ def findings(root: str | Path = ROOT, sources: dict[str, str] | None = None) -> 
                              "scope": scope, **{k: c[k] for k in ("diff", "low", "high", "verdict", "test")},
                              "n": f"{c['n_pairs']} pairs" if c["test"] == "paired t" else f"{c['n_a']} vs {c['n_b']}"})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# The findings as sentences (notebook 06): one answer per question, and "What we found"
+# --------------------------------------------------------------------------------------------
+def answers(found: pd.DataFrame) -> str:
+    """One Markdown bullet per question of :func:`findings`: its contrast at every IPC and run,
+    with the verdict."""
+    lines = []
+    for contrast in dict.fromkeys(found["contrast"]):
+        rows = found[found["contrast"] == contrast]
+        parts = []
+        for ipc, part in rows.groupby("ipc", sort=True):
+            vals = ", ".join(f"{quote(r)} ({r['run']})" for r in part.to_dict("records"))
+            verdicts = list(dict.fromkeys(part["verdict"]))
+            parts.append(f"IPC {ipc}: {vals}, " + (verdicts[0] if len(verdicts) == 1 else " / ".join(verdicts)))
+        r0 = rows.iloc[0]
+        scope = "speaks to the paper" if r0["scope"] == "paper" else "about the miniature"
+        lines.append(f"- **{r0['question']}** (`{contrast}`; {scope}) {'; '.join(parts)}.")
+    return "\n".join(lines)
+
+
+def _finding(found: pd.DataFrame, contrast: str, run: str, ipc: int):
+    r = found[(found["contrast"] == contrast) & (found["run"] == run) & (found["ipc"] == ipc)]
+    return None if r.empty else r.iloc[0]
+
+
+def _relation(r) -> str:
+    """A verdict as a relation of A to B: above, below, not distinguishable from."""
+    a, b = r["contrast"].split(" - ")
+    return {"not distinguishable": "not distinguishable from", f"{a} higher": "above", f"{b} higher": "below"}.get(
+        r["verdict"], r["verdict"])
+
+
+def _never_below(found: pd.DataFrame, contrast: str) -> str:
+    rows = found[found["contrast"] == contrast].to_dict("records")
+    below = [r for r in rows if _relation(r) == "below"]
+    above = [f"IPC {r['ipc']} ({r['run']})" for r in rows if _relation(r) == "above"]
+    return (("never below R" if not below else f"below R in {len(below)} setting(s)")
+            + (f", above it at {', '.join(above)}" if above else "") + " and not distinguishable from it elsewhere")
+
+
+def run_summary(df: pd.DataFrame, summary: pd.DataFrame, contrasts: pd.DataFrame) -> str:
+    """One sentence on a run's own results: its methods, seeds and epochs, the highest mean at each
+    IPC and how many of its contrasts cover 0 (``summary``: ``evaluation.summarize(df)``,
+    ``contrasts``: ``stats.contrasts(df)``)."""
+    best = summary.sort_values("acc_mean", ascending=False).groupby("ipc", sort=True).head(1)
+    undecided = int((contrasts["verdict"] == "not distinguishable").sum()) if not contrasts.empty else 0
+    return (f"This run: {df['method'].nunique()} methods at IPC {', '.join(map(str, sorted(df['ipc'].unique())))}, "
+            f"{int(summary['seeds'].max())} selection seeds, {', '.join(map(str, sorted(df['epochs'].unique())))} epochs; "
+            "the highest mean " + ", ".join(f"at IPC {r['ipc']} is {r['method']} ({r['acc_mean']:.1f} %)"
+                                            for r in best.sort_values("ipc").to_dict("records")) + ", and "
+            f"{undecided} of its {len(contrasts)} contrasts cannot tell the two methods apart at this many seeds.")
+
+
+def study_summary(found: pd.DataFrame) -> str:
+    """The study's findings (:func:`findings`) in a few sentences: R against random real, k-means
+    and herding against R, G against R, and what the VAE round trip costs."""
+    lines = []
+    r10s, r10f, r50 = (_finding(found, "coda_r - random_real", run, i)
+                       for run, i in (("study", 10), ("full protocol", 10), ("full protocol", 50)))
+    if r10s is not None and r10f is not None:
+        lines.append(f"The study: at IPC 10 discovery's R is {_relation(r10s)} a random draw of real images "
+                     f"({quote(r10s)} points, {r10s['epochs']} epochs; {quote(r10f)} with {r10f['epochs']}, "
+                     f"{_relation(r10f)} it)"
+                     + (f", and at IPC 50 {_relation(r50)} it ({quote(r50)})." if r50 is not None else "."))
+    lines.append(f"k-means is {_never_below(found, 'kmeans - coda_r')}; "
+                 f"herding is {_never_below(found, 'herding - coda_r')}.")
+    g10s, g10f, g50 = (_finding(found, "coda_g - coda_r", run, i)
+                       for run, i in (("study", 10), ("full protocol", 10), ("full protocol", 50)))
+    if g10s is not None and g10f is not None and g50 is not None:
+        lines.append(f"G against R at IPC 10: {quote(g10s)} with {g10s['epochs']} epochs ({_relation(g10s)} R) and "
+                     f"{quote(g10f)} with {g10f['epochs']} ({_relation(g10f)} R); at IPC 50 {quote(g50)}, "
+                     f"{_relation(g50)} R.")
+    v10, v50 = (_finding(found, "vae_coda_r - coda_r", "full protocol", i) for i in (10, 50))
+    if v10 is not None and v50 is not None:
+        lines.append(f"The miniature's VAE round trip costs R {quote(v10)} points at IPC 10 ({_relation(v10)} R itself) "
+                     f"and {quote(v50)} at IPC 50 ({_relation(v50)}). These answers are the embedded world's; the "
+                     "paper's claims live on SDXL and ImageNet (README).")
+    return " ".join(lines)

@@ -230,3 +230,13 @@ def test_findings_read_every_published_file_with_intervals(tmp_path):
     assert rows.loc["herding - coda_r", "test"] == "Welch t" and rows.loc["herding - coda_r", "n"] == "5 vs 5"
     assert (found["low"] <= found["diff"]).all() and (found["diff"] <= found["high"]).all()
     assert set(found["scope"]) == {"paper"}
+
+
+def test_the_findings_sentences_quote_the_rows_they_read():
+    found = report.findings()
+    bullets = report.answers(found).splitlines()
+    assert len(bullets) == found["contrast"].nunique() and all(b.startswith("- **") for b in bullets)
+    text = report.study_summary(found)
+    g = found[(found["contrast"] == "coda_g - coda_r") & (found["run"] == "study") & (found["ipc"] == 10)].iloc[0]
+    assert f"G against R at IPC 10: {report.quote(g)} with {g['epochs']} epochs" in text
+    assert text.count("k-means is ") == 1 and "herding is " in text
