@@ -45,7 +45,7 @@ SEEDS_YAML := [$(subst $(space),$(comma)$(space),$(strip $(SEEDS)))]
 # 03 makes the sets of GEN_METHODS (its tutorial default makes coda_g only)
 GEN_METHODS_YAML := [$(subst $(space),$(comma)$(space),$(strip $(GEN_METHODS)))]
 
-.PHONY: study full soft-labels run publish readme test unit lint nbval notebooks lab prior data bench check-cuda lock clean-venv help
+.PHONY: study full soft-labels run publish readme paper test unit lint nbval notebooks lab prior data bench check-cuda lock clean-venv help
 
 help:
 	@echo "make study   the study on the embedded world: IPC 10, 5 selection seeds, every method ($(RUN_DIR)/, results/study.csv, README tables)"
@@ -55,7 +55,8 @@ help:
 	@echo "make lint   the import contracts of coda_utils's layers (pyproject.toml [tool.importlinter], docs/layout.md)"
 	@echo "make notebooks   re-execute notebooks/ in place at their (tutorial) defaults, 00 -> 06, in notebooks/runs/tutorial"
 	@echo "make lab     open JupyterLab on notebooks/ with the project's environment"
-	@echo "make readme  rewrite the README's generated tables from results/*.csv"
+	@echo "make readme  rewrite the README's generated tables from results/*.csv (and the paper's LaTeX tables, results/tables/)"
+	@echo "make paper   the paper's figures (PDF + PNG, figures/paper/) and LaTeX tables (results/tables/) from results/*.csv [PAPER_RUN=runs/study]"
 	@echo "make lock    re-resolve requirements.lock (exact versions, hashes) and environment.yml"
 	@echo "make prior   retrain the embedded prior (about 2 h 10 min on 2 cores; DEVICE=cuda: minutes)"
 	@echo "make bench   run the benchmarks in benchmarks/"
@@ -105,7 +106,7 @@ coda-torch-index-changed:
 # changing a dependency; commit both files.
 UV_VERSION := 0.13.9
 LOCK_PYTHON := 3.11
-LOCK_UV = build/lock-venv/bin/uv pip compile -q --universal --python-version $(LOCK_PYTHON) --extra test
+LOCK_UV = build/lock-venv/bin/uv pip compile -q --universal --python-version $(LOCK_PYTHON) --extra test --extra notebooks
 lock:
 	@test -x build/lock-venv/bin/uv && build/lock-venv/bin/uv --version | grep -q " $(UV_VERSION)" || \
 	    { $(PYTHON) -m venv build/lock-venv && build/lock-venv/bin/pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"; }
@@ -131,10 +132,20 @@ data: $(STAMP)
 # executed notebook is its "done" mark: a second call skips finished stages; REDO=1 runs every
 # stage again (each resumes what it can: caches, images, finished networks).
 # --------------------------------------------------------------------------------------------
-# papermill into a temporary name, renamed when the notebook finished: a failed stage is redone
+# papermill into a temporary name, renamed when the notebook finished: a failed stage is redone.
+# A stage prints one line when it starts and one when it ends (its time; an evaluation also the
+# networks its results file holds), e.g. "[12:03:41] 04 evaluate coda_g_ipc10 done in 7 min 5 s
+# (5 networks in results.csv)"; its own output is in the executed notebook (under make -j2 two
+# stages' bars and cell logs would interleave), and papermill's error, when a stage fails.
+PM_STAGE := $(PY) -m papermill --no-progress-bar --log-level ERROR
+stage_name = $(if $(filter 04_%,$(notdir $(1))),04 evaluate $(notdir $(patsubst %/,%,$(dir $(1)))),$(subst _, ,$(basename $(notdir $(1)))))
+stage_networks = $(if $(filter 04_%,$(notdir $(1))), ($$(tail -n +2 $(dir $(1))results.csv 2>/dev/null | wc -l) networks in results.csv))
 define papermill
 	@mkdir -p $(dir $(2))
-	$(PM) $(1) $(2).part.ipynb $(3) && mv $(2).part.ipynb $(2)
+	@echo "[$$(date +%T)] $(call stage_name,$(2)) started"
+	@start=$$(date +%s); $(PM_STAGE) $(1) $(2).part.ipynb $(3) && mv $(2).part.ipynb $(2) && \
+	s=$$(( $$(date +%s) - start )) && echo "[$$(date +%T)] $(call stage_name,$(2)) done in $$((s / 60)) min $$((s % 60)) s$(call stage_networks,$(2))" || \
+	{ echo "[$$(date +%T)] $(call stage_name,$(2)) FAILED: the error above; the notebook as far as it ran: $(2).part.ipynb"; exit 1; }
 endef
 
 EVAL_ARGS = -p ipc $(2) -y "selection_seeds: $(SEEDS_YAML)" -p repeats $(REPEATS) -p epochs $(EPOCHS) \
@@ -191,6 +202,7 @@ full: data
 publish: $(STAMP)
 	$(PY) -m coda_utils.report collect $(RUN_DIR) --labels hard --out results/$(NAME).csv
 	$(PY) -m coda_utils.report readme README.md
+	$(PY) -m coda_utils.report latex --out results/tables
 
 # --------------------------------------------------------------------------------------------
 # The soft-label protocol (rded: a teacher relabels every augmented batch, RDED / SRe2L) on the
@@ -221,6 +233,16 @@ soft-labels: data
 
 readme: $(STAMP)
 	$(PY) -m coda_utils.report readme README.md
+	$(PY) -m coda_utils.report latex --out results/tables
+
+# The paper's figures and tables from the published result files (a fresh clone's results/):
+# figures/paper/*.pdf (vector, TrueType fonts) and *.png in the paper style at a two-column
+# paper's widths, results/tables/*.tex (booktabs). The figures of a run's sets need its folder
+# (PAPER_RUN, make study's runs/study): without it they are skipped, with a line saying so.
+PAPER_RUN ?= runs/study
+paper: $(STAMP)
+	$(PY) -m coda_utils.report paper --out figures/paper --run-dir $(PAPER_RUN)
+	$(PY) -m coda_utils.report latex --out results/tables
 
 # --------------------------------------------------------------------------------------------
 # The layers of coda_utils as import-linter contracts (pyproject.toml [tool.importlinter];

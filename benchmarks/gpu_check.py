@@ -15,7 +15,10 @@ so a step that fails (or a package that is missing) costs that step only:
    their difference and the network spread;
 4. ``scale``: encoding under ``accelerate launch`` on the GPU (one process: the CUDA device of
    :func:`coda_utils.parallel.processes`; needs papermill for the notebook's parameters). The
-   byte identity of 1 and 2 processes is tested on the CPU (``tests/test_scale.py``).
+   byte identity of 1 and 2 processes is tested on the CPU (``tests/test_scale.py``);
+5. ``costs`` (not in the default steps): ``bench_costs.py --device cuda``: every stage's seconds,
+   peak resident memory and peak GPU memory (``results/costs.csv``'s columns) on the GPU, into
+   ``--out/costs``.
 
 On the device machine of this project (torch, torchvision, accelerate installed; diffusers,
 papermill and the dataset carried; tested on the CPU with ``--device cpu --quick``)::
@@ -73,6 +76,8 @@ def main() -> int:
                    "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "coda_utils.scale", "01",
                    "-p", "run_dir", str(args.out / "scale_run"), "-p", "device", args.device,
                    "-p", "class_limit", "2", "-p", "per_class_limit", "64"], 180),
+        "costs": ([py, "benchmarks/bench_costs.py", "--device", args.device, "--out", str(args.out / "costs")]
+                  + (["--quick"] if q else []), 420),
     }
     summary = [step(name, *steps[name], out=args.out) for name in args.steps]
     print("\nsummary:")

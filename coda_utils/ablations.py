@@ -5,7 +5,9 @@ The sweeps themselves (the runner, its points, the fit / val cut, :func:`collect
 sweep as rows x columns of the mean over selection seeds), :func:`choice_table` (each point's
 mean ± std over seeds and the best point's paired contrast with the runner-up, so a chosen
 default comes with its interval, and no choice from fewer than :data:`MIN_SEEDS_TO_CHOOSE` seeds)
-and :func:`sweep_figures` (a line with error bars per sweep, :func:`coda_utils.plots.plot_sweep`). It sits with the presentation (``docs/layout.md``): the figures are why.
+and :func:`selection_table` (the ``selection`` sweep: every way of making set R against
+discovery and against random real, paired over seeds, and which explanation of discovery's
+place the intervals support), and :func:`sweep_figures` (a line with error bars per sweep, :func:`coda_utils.plots.plot_sweep`). It sits with the presentation (``docs/layout.md``): the figures are why.
 """
 from __future__ import annotations
 
@@ -15,17 +17,21 @@ import numpy as np
 import pandas as pd
 
 from . import rundir
-from .sweeps import (CHOICES, SWEEPS, AblationRunner, PixelFeatures, collect, fit_and_val, make_runner, prepare,
-                     sweep_points)
+from .sweeps import (CHOICES, SELECTION_POINTS, SWEEPS, AblationRunner, ArrayFeatures, PixelFeatures, collect, fit_and_val,
+                     make_runner, prepare, sweep_points)
 
 __all__ = [
     "MIN_SEEDS_TO_CHOOSE",
     "sweep_table",
     "choice_table",
     "sweep_figures",
+    "selection_table",
+    "SELECTION_REFERENCES",
     # re-exported from coda_utils.sweeps
     "SWEEPS",
     "CHOICES",
+    "SELECTION_POINTS",
+    "ArrayFeatures",
     "PixelFeatures",
     "AblationRunner",
     "sweep_points",
@@ -75,6 +81,8 @@ def choice_table(points: pd.DataFrame) -> tuple[str, str]:
     from .stats import contrast
 
     sweep = points["sweep"].iloc[0]
+    if sweep == "selection":
+        return selection_table(points)
     pts = points.assign(point=_labels(points, sweep))
     g = pts.groupby("point", sort=False)["acc"]
     summary = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "seeds": g.size()}).sort_values("mean", ascending=False)
@@ -117,3 +125,93 @@ def sweep_figures(points: pd.DataFrame, figures_dir: str | Path) -> dict[str, pd
         g = pts.groupby("point", sort=False)["acc"]
         tables[sweep] = pd.DataFrame({"mean": g.mean().round(2), "std over seeds": g.std(ddof=1).round(2), "seeds": g.size()})
     return tables
+
+
+#: the ``selection`` sweep's references: every point is contrasted with both, paired over seeds
+SELECTION_REFERENCES = ("discovery", "random_real")
+#: the explanations of discovery's place that the ``selection`` sweep's points test, each by
+#: one change of discovery (:data:`coda_utils.sweeps.SELECTION_POINTS`)
+_EXPLANATIONS = {"discovery_no_noise_fill": "the exactly-IPC fill from HDBSCAN's noise",
+                 "discovery_pixels": "the feature space (pixels instead of VAE latents)",
+                 "discovery_pca": "the feature space (a 50-d PCA of the latents)",
+                 "discovery_judge": "the feature space (a classifier's features)",
+                 "discovery_unscaled": "the hyperparameters scaled to the class size (the reference's unscaled)"}
+_STRATEGY_COLUMNS = {"strategy_hdbscan": "HDBSCAN", "strategy_split": "split", "strategy_noise_fill": "noise fill",
+                     "strategy_forced_split": "forced split"}
+
+
+def _contrast_cell(c: dict) -> str:
+    if np.isnan(c["low"]):
+        return f"{c['diff']:+.1f} (-)"
+    return f"{c['diff']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]"
+
+
+def selection_table(points: pd.DataFrame) -> tuple[str, str]:
+    """The ``selection`` sweep (notebook 05; ``notebooks/params/ipc50.yaml``) as a markdown table
+    and a sentence. A row per way of making set R (in :data:`~coda_utils.sweeps.SELECTION_POINTS`'
+    order): its ``target_val`` accuracy (mean ± std over selection seeds), where discovery's
+    representatives came from (mean over seeds of the count per exactly-IPC strategy, every
+    class), and its paired contrasts (95 % t interval over the shared seeds,
+    :func:`coda_utils.stats.contrast`) with each of
+    :data:`SELECTION_REFERENCES`. The sentence says which explanations the intervals support:
+    a one-change variant of discovery whose interval against discovery is above 0."""
+    from .stats import contrast
+
+    order = [n for n in SELECTION_POINTS if n in set(points["selection"])]
+    order += sorted(set(points["selection"]) - set(order))
+    by_seed = {n: part.set_index("selection_seed")["acc"] for n, part in points.groupby("selection")}
+    strategies = [c for c in _STRATEGY_COLUMNS if c in points and points[c].fillna(0).sum() > 0]
+    refs = [r for r in SELECTION_REFERENCES if r in by_seed]
+    head = (["set R made by", "target_val acc (%), mean ± std over seeds", "seeds"]
+            + ([f"representatives: {' / '.join(_STRATEGY_COLUMNS[c] for c in strategies)}"] if strategies else [])
+            + [f"- {r}, 95 % interval" for r in refs])
+    lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|" + "---:|" * (len(head) - 3)]
+    contrasts = {}
+    for n in order:
+        acc = by_seed[n]
+        cells = [n, f"{acc.mean():.1f}" + ("" if len(acc) < 2 else f" ± {acc.std(ddof=1):.1f}"), str(len(acc))]
+        if strategies:
+            part = points[points["selection"] == n]
+            cells.append("-" if part[strategies].isna().all().all()
+                         else " / ".join(f"{part[c].mean():.0f}" for c in strategies))
+        for r in refs:
+            if r == n:
+                cells.append("")
+                continue
+            contrasts[n, r] = c = contrast(acc, by_seed[r], a_name=n, b_name=r)
+            cells.append(_contrast_cell(c))
+        lines.append("| " + " | ".join(cells) + " |")
+    ipc = _join_ints(points["ipc"]) if "ipc" in points else "?"
+    said = []
+    if ("discovery", "random_real") in contrasts:
+        c = contrasts["discovery", "random_real"]
+        said.append(f"At IPC {ipc} discovery minus random real is {c['diff']:+.1f} points "
+                    f"({_interval(c)}, {c['n_pairs'] or min(c['n_a'], c['n_b'])} seeds: {c['verdict']})")
+    tested = {n: contrasts[n, "discovery"] for n in _EXPLANATIONS if (n, "discovery") in contrasts}
+    if tested and any(np.isnan(c["low"]) for c in tested.values()):
+        said.append("too few paired seeds for an interval: no explanation is tested")
+    elif tested:
+        helps = [n for n, c in tested.items() if c["low"] > 0]
+        for n in helps:
+            said.append(f"{n} is above discovery by {tested[n]['diff']:+.1f} ({_interval(tested[n])}): "
+                        f"the intervals support {_EXPLANATIONS[n]} as a cause")
+        rest = [n for n in tested if n not in helps]
+        if rest:
+            lower = [n for n in rest if tested[n]["high"] < 0]
+            said.append(", ".join(rest) + " " + ("is" if len(rest) == 1 else "are") + " not above discovery"
+                        + (f" ({', '.join(lower)} below it)" if lower else "")
+                        + ": the intervals do not support " + "; nor ".join(dict.fromkeys(_EXPLANATIONS[n] for n in rest))
+                        + " as a cause")
+    above = [n for n in order if (n, "random_real") in contrasts and contrasts[n, "random_real"]["low"] > 0]
+    if "random_real" in by_seed and len(by_seed) > 1:
+        said.append("above random real: " + (", ".join(above) if above else "none of the points"))
+    note = ("; ".join(said) + ". Judged on `target_val`, never `test`.") if said else ""
+    return "\n".join(lines), note[:1].upper() + note[1:]
+
+
+def _interval(c: dict) -> str:
+    return "no interval" if np.isnan(c["low"]) else f"95 % interval [{c['low']:+.1f}, {c['high']:+.1f}]"
+
+
+def _join_ints(values) -> str:
+    return ", ".join(str(int(v)) for v in sorted(pd.Series(values).dropna().unique()))

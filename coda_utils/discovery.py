@@ -259,7 +259,7 @@ def _kmeans_groups(emb: np.ndarray, pool: np.ndarray, k: int, seed: int) -> list
 
 
 def make_exactly_ipc(embedding: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, ipc: int,
-                     min_cluster_size: int, min_samples: int = 3, seed: int = 0) -> ExactlyIPC:
+                     min_cluster_size: int, min_samples: int = 3, seed: int = 0, noise_fill: bool = True) -> ExactlyIPC:
     """Turn HDBSCAN's clusters on ``embedding`` into exactly ``ipc`` clusters and representatives.
 
     Args:
@@ -267,6 +267,8 @@ def make_exactly_ipc(embedding: np.ndarray, labels: np.ndarray, probabilities: n
         labels, probabilities: HDBSCAN's output on ``embedding`` (-1 = noise).
         ipc: representatives wanted; ``1 <= ipc <= n``.
         min_cluster_size, min_samples: HDBSCAN's settings, reused for the splits.
+        noise_fill: the reference's fill from HDBSCAN's noise (``False``: skipped, so the missing
+            representatives come from forced splits of the clusters; an ablation, not the method).
     Steps (``docs/method.md`` section 2, step 5), each representative tagged with its strategy:
         ``hdbscan`` (M >= IPC: the IPC largest clusters, representative = highest membership
         probability), ``split`` (the largest cluster with >= 2 x min_cluster_size members is
@@ -322,7 +324,9 @@ def make_exactly_ipc(embedding: np.ndarray, labels: np.ndarray, probabilities: n
         log.append(f"split a cluster of {parent.size} into {halves[0][0].size} + {halves[1][0].size}")
     # fill from noise
     missing = ipc - len(clusters)
-    if missing > 0:
+    if missing > 0 and not noise_fill:
+        log.append("noise fill skipped (noise_fill=False)")
+    elif missing > 0:
         f = noise_factor(ipc)
         if len(noise) >= missing * f:
             groups = _kmeans_groups(emb, noise, missing, seed)
@@ -422,7 +426,7 @@ def discover_class(latents: np.ndarray, ipc: int, n_neighbors: int = REFERENCE["
                    min_cluster_size: int = REFERENCE["min_cluster_size"], min_samples: int = REFERENCE["min_samples"],
                    seed: int = 0, pca_dims: int | None = None, n_components: int = REFERENCE["n_components"],
                    min_dist: float = REFERENCE["min_dist"], keep_embedding: bool = True,
-                   embedding: np.ndarray | None = None) -> ClassDiscovery:
+                   embedding: np.ndarray | None = None, noise_fill: bool = True) -> ClassDiscovery:
     """Distribution Discovery on one class's latents (``n x ...``); see the module docstring.
 
     UMAP's ``n_components`` and ``n_neighbors`` and HDBSCAN's ``min_cluster_size`` are clamped
@@ -430,7 +434,8 @@ def discover_class(latents: np.ndarray, ipc: int, n_neighbors: int = REFERENCE["
     min_cluster_size <= n / 2); the values used are in ``params``. Classes with all latents
     identical skip UMAP (strategy ``degenerate``); classes with fewer distinct latents than
     UMAP can embed skip it too and go straight to the post-processing on the standardized
-    latents with every point as noise.
+    latents with every point as noise. ``noise_fill=False`` skips step 5's fill from noise
+    (:func:`make_exactly_ipc`; an ablation of the IPC-50 question, recorded in ``params``).
     """
     lat = np.asarray(latents)
     n = len(lat)
@@ -443,6 +448,8 @@ def discover_class(latents: np.ndarray, ipc: int, n_neighbors: int = REFERENCE["
     nn, nc, mcs = settings["n_neighbors"], settings["n_components"], settings["min_cluster_size"]
     params = {"n_neighbors": nn, "n_components": nc, "min_dist": min_dist, "min_cluster_size": mcs,
               "min_samples": int(min_samples), "seed": int(seed), "pca_dims": pca_dims, "path": "umap"}
+    if not noise_fill:
+        params["noise_fill"] = False
     distinct = _distinct_rows(x)
 
     def result(res: ExactlyIPC, hl, emb, log_extra=()):
@@ -493,7 +500,7 @@ def discover_class(latents: np.ndarray, ipc: int, n_neighbors: int = REFERENCE["
     else:
         labels, probs = np.full(n, -1), np.zeros(n)
     t0 = time.perf_counter()
-    res = make_exactly_ipc(emb, labels, probs, ipc, mcs, min_samples, seed)
+    res = make_exactly_ipc(emb, labels, probs, ipc, mcs, min_samples, seed, noise_fill)
     t["postprocess"] = time.perf_counter() - t0
     return result(res, np.asarray(labels), emb, extra)
 
@@ -651,7 +658,7 @@ def discover(cache, ipc: int, n_neighbors: int | None = None, min_cluster_size: 
              min_samples: int = REFERENCE["min_samples"], seed: int = 0, pca_dims: int | None = None,
              n_components: int = REFERENCE["n_components"], classes: Sequence[int] | None = None,
              keep_embedding: bool = True, progress: bool = True, reuse: Discovery | None = None,
-             embeddings: dict | None = None) -> Discovery:
+             embeddings: dict | None = None, noise_fill: bool = True) -> Discovery:
     """Run :func:`discover_class` on every class of a :class:`~coda_utils.encoding.LatentCache`.
 
     ``n_neighbors`` / ``min_cluster_size`` default to the reference values scaled to the mean
@@ -667,6 +674,9 @@ def discover(cache, ipc: int, n_neighbors: int | None = None, min_cluster_size: 
     settings (:func:`run_umap` on the class's standardized latents with ``n_neighbors``,
     ``n_components``, ``seed``; notebook 02's walk-through), used instead of a second UMAP for
     those classes; their records say ``umap (reused)``.
+
+    ``noise_fill=False``: the exactly-IPC step without its fill from HDBSCAN's noise (an
+    ablation; :func:`make_exactly_ipc`).
     """
     classes = list(range(cache.num_classes)) if classes is None else list(classes)
     counts = cache.counts
@@ -676,6 +686,8 @@ def discover(cache, ipc: int, n_neighbors: int | None = None, min_cluster_size: 
               "min_cluster_size": scaled["min_cluster_size"] if min_cluster_size is None else int(min_cluster_size),
               "min_samples": int(min_samples), "n_components": int(n_components), "min_dist": REFERENCE["min_dist"],
               "seed": int(seed), "pca_dims": pca_dims}
+    if not noise_fill:
+        params["noise_fill"] = False
     it = classes
     if progress:
         from tqdm.auto import tqdm
@@ -689,7 +701,7 @@ def discover(cache, ipc: int, n_neighbors: int | None = None, min_cluster_size: 
     for c in it:
         d = discover_class(cache.latents(c), ipc, params["n_neighbors"], params["min_cluster_size"], min_samples, seed,
                            pca_dims, n_components, keep_embedding=keep_embedding,
-                           embedding=old.get(cache.class_names[c], (embeddings or {}).get(c)))
+                           embedding=old.get(cache.class_names[c], (embeddings or {}).get(c)), noise_fill=noise_fill)
         per_class.append(d)
         positions.append(cache.indices(c)[d.positions])
     return Discovery(int(ipc), params, per_class, positions, [cache.class_names[c] for c in classes], classes)

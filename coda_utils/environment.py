@@ -68,7 +68,8 @@ def read_lock(path: str | Path = ROOT / "requirements.lock", environment: dict |
 
 
 def direct_dependencies(pyproject: str | Path = ROOT / "pyproject.toml") -> dict[str, str]:
-    """``{canonical name: requirement}`` of the project's dependencies and its ``test`` extra."""
+    """``{canonical name: requirement}`` of the project's dependencies and its ``test`` and ``notebooks``
+    extras (the lock holds every extra: ``make`` installs them all)."""
     try:
         import tomllib
     except ImportError:  # Python < 3.11
@@ -76,7 +77,8 @@ def direct_dependencies(pyproject: str | Path = ROOT / "pyproject.toml") -> dict
                          f"({sys.executable}): make PYTHON=python3.11 (or 3.12, 3.13)") from None
 
     project = tomllib.loads(Path(pyproject).read_text())["project"]
-    reqs = project["dependencies"] + project.get("optional-dependencies", {}).get("test", [])
+    extras = project.get("optional-dependencies", {})
+    reqs = project["dependencies"] + extras.get("test", []) + extras.get("notebooks", [])
     return {_canonical(_NAME.match(r.strip()).group(1)): r.replace(" ", "") for r in reqs}
 
 

@@ -6,6 +6,11 @@ training distribution, never ``target`` or ``test``). It answers two questions:
 - *prompt fidelity*: which share of unguided samples for the prompt "X" does the judge call X?
 - *distribution distance*: the Frechet distance between two image sets in the judge's
   penultimate features (the same formula as FID, with this judge in place of Inception).
+
+A third question needs no judge: *attribute fidelity* (:func:`attribute_fidelity`), whether a
+sample's background follows the prompt's "on a black / white background" (the words the prior's
+captions carry, :data:`coda_utils.prior_model.BACKGROUND_SUFFIX`), read off the image by a rule
+(:func:`dark_background`): the text-prompt baseline (notebook 03) relies on it.
 """
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ from .datasets import LabeledImages
 from .images import resize_images
 from .io import atomic_write, read_json, write_json
 
-__all__ = ["Judge", "train_judge", "frechet_distance", "distances_to", "prompt_fidelity", "generate_unguided", "SHIPPED_JUDGE", "to_canvas"]
+__all__ = ["Judge", "train_judge", "frechet_distance", "distances_to", "prompt_fidelity", "generate_unguided", "SHIPPED_JUDGE",
+           "to_canvas", "judge_features", "dark_background", "ATTRIBUTE_PROMPTS", "attribute_fidelity"]
 
 SHIPPED_JUDGE = Path(__file__).resolve().parent.parent / "data" / "models" / "fashion-judge"
 CANVAS = 32
@@ -179,3 +185,61 @@ def prompt_fidelity(judge: Judge, images: torch.Tensor, labels: Sequence[int]) -
     pred = judge.predict(images)
     per_class = {int(c): float((pred[labels == c] == c).mean()) for c in np.unique(labels)}
     return {"fidelity": float((pred == labels).mean()), "per_class": per_class, "n": int(len(labels))}
+
+
+def judge_features(data: LabeledImages, judge: Judge | None = None, batch_size: int = 1000):
+    """The judge's penultimate features of every image of ``data``, as a feature space discovery
+    runs in (:class:`~coda_utils.sweeps.ArrayFeatures`; the ``discovery_judge`` point of notebook
+    05's ``selection`` sweep): a classifier's features, trained on ``pool``, never on ``data``."""
+    from .sweeps import ArrayFeatures
+
+    judge = judge or Judge.load()
+    feats = [judge.features(data.load(np.arange(i, min(i + batch_size, len(data)))))
+             for i in range(0, len(data), batch_size)]
+    return ArrayFeatures(data, np.concatenate(feats))
+
+
+def dark_background(images: torch.Tensor, border: int = 3, threshold: float = 0.5) -> np.ndarray:
+    """Whether each ``uint8`` image (``N x C x H x W``) has a dark background: the mean of its
+    ``border``-pixel frame (every channel) is below ``threshold`` of white. Every Fashion-MNIST
+    image has a black frame; the prior's inverted "web" images a white one."""
+    x = torch.as_tensor(images).float() / 255.0
+    frame = torch.ones(x.shape[-2:], dtype=torch.bool)
+    frame[border:-border, border:-border] = False
+    return (x[..., frame].mean(dim=(1, 2)) < threshold).numpy()
+
+
+#: the prompts of :func:`attribute_fidelity`: name -> (template, the background it asks for:
+#: ``True`` dark, ``False`` light, ``None`` says nothing); the first is notebook 03's
+#: ``prompt_template`` default, the text-prompt baseline
+ATTRIBUTE_PROMPTS = {"black": ("a {} on a black background", True), "white": ("a {} on a white background", False),
+                     "plain": ("a {}", None)}
+
+
+def attribute_fidelity(pipe, class_names: Sequence[str], prompts: dict | None = None,
+                       cfg_scales: Sequence[float] = (1.0, 5.0, 10.0), per_class: int = 10, seed: int = 0,
+                       steps: int = 25, progress: bool = False):
+    """Does the prior follow the background words of its prompt? For each prompt of ``prompts``
+    (:data:`ATTRIBUTE_PROMPTS`) and each classifier-free guidance scale, ``per_class`` samples of
+    every class (:func:`generate_unguided`, sample ``i`` with seed ``seed + i``: every prompt sees
+    the same noise), and the share with a dark background (:func:`dark_background`).
+
+    Returns a ``pandas.DataFrame``, one row per (prompt, cfg): ``prompt`` (its name),
+    ``template``, ``asks`` (``dark`` / ``light`` / ``-``), ``cfg``, ``dark_share``, ``obeys`` (the
+    share whose background is the one asked for; ``NaN`` for a prompt that asks none), ``n``, and
+    ``dark_by_class`` (the dark share of each class, in ``class_names``' order)."""
+    import pandas as pd
+
+    prompts = ATTRIBUTE_PROMPTS if prompts is None else prompts
+    labels = np.repeat(np.arange(len(class_names)), per_class)
+    rows = []
+    for name, (template, dark) in prompts.items():
+        texts = [template.format(class_names[c]) for c in labels]  # as notebook 03 prompts (target.prompts)
+        for cfg in cfg_scales:
+            d = dark_background(generate_unguided(pipe, texts, seed=seed, steps=steps, guidance_scale=float(cfg),
+                                                  progress=progress))
+            rows.append({"prompt": name, "template": template, "asks": {True: "dark", False: "light", None: "-"}[dark],
+                         "cfg": float(cfg), "dark_share": float(d.mean()),
+                         "obeys": float("nan") if dark is None else float((d == dark).mean()), "n": int(len(d)),
+                         "dark_by_class": [round(float(d[labels == c].mean()), 3) for c in range(len(class_names))]})
+    return pd.DataFrame(rows)

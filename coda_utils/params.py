@@ -35,6 +35,11 @@ from .errors import ParameterError  # the errors module owns it (the data layer 
 
 Checker = Callable[[str, Any, Mapping[str, Any]], None]
 
+#: the points of notebook 05's ``selection`` sweep (``sweeps.SELECTION_POINTS`` defines them; named
+#: here too so that checking parameters imports nothing heavy; tests/test_params.py keeps them equal)
+SELECTIONS = ("discovery", "discovery_no_noise_fill", "discovery_pixels", "discovery_pca", "discovery_judge",
+              "discovery_unscaled", "random_real", "kmeans", "herding")
+
 
 def _fail(name: str, value: Any, expected: str) -> None:
     raise ParameterError(f"parameter `{name}` = {value!r}: {expected}")
@@ -296,13 +301,14 @@ SPECS: dict[str, dict[str, Checker]] = {
         "teacher": text(none=True, what="a teacher checkpoint or torchvision:<arch>:<file>"), "teacher_epochs": integer(1),
         "image_size": integer(8, none=True),
         "model": model(), "out_dir": text(what="a directory path"),
-        "sweeps": list_of(choice(("discovery", "gamma", "guide_fraction", "variant", "ipc", "features"))),
+        "sweeps": list_of(choice(("discovery", "gamma", "guide_fraction", "variant", "ipc", "features", "selection"))),
         "selection_seeds": seeds(), "ipc": integer(1), "gamma": number(0.0), "guide_fraction": number(0.0, 1.0),
         "n_neighbors": integer(2, none=True), "min_cluster_size": integer(2, none=True), "min_samples": integer(1),
         "n_neighbors_grid": list_of(integer(2)), "min_cluster_size_grid": list_of(integer(2)),
         "gamma_grid": list_of(number(0.0)), "guide_fraction_grid": list_of(number(0.0, 1.0)),
         "variant_grid": list_of(choice(("reference", "normalized"))), "variant_gamma_grid": list_of(number(0.0)),
-        "ipc_grid": list_of(integer(1)), "features_grid": list_of(choice(("vae", "pixels"))), "steps": integer(1),
+        "ipc_grid": list_of(integer(1)), "features_grid": list_of(choice(("vae", "pixels"))),
+        "selection_grid": list_of(choice(SELECTIONS)), "steps": integer(1),
         "cfg_scale": number(1.0), "epochs": integer(1, none=True), "repeats": integer(1), "precision": choice(("auto", "fp32", "bf16")),
         **LIMITS, "device": device(), "threads": integer(1, none=True),
         "figures_dir": text(none=True, what="a directory path"), "publish": boolean(), "progress": boolean(),
@@ -435,6 +441,8 @@ ADVANCED: dict[str, dict[str, tuple[Any, str]]] = {
         "variant_gamma_grid": ([0.5, 1.0, 2.0], "the variant sweep crosses variant_grid with these"),
         "ipc_grid": ([1, 10, 50], "the ipc sweep"),
         "features_grid": (["vae", "pixels"], "the features sweep: discovery on VAE latents or on pixels"),
+        "selection_grid": (["discovery", "random_real", "kmeans"], "the selection sweep: how set R is made "
+                           "(sweeps.SELECTION_POINTS: discovery, its one-change variants, random_real, kmeans, herding)"),
         "steps": (25, "denoising steps"),
         "cfg_scale": (5.0, "classifier-free guidance scale"),
         "arch": ("convnet3", "convnet3 | resnet_ap10 | resnet18"),

@@ -14,11 +14,15 @@ from .prior_model import CAPTION_TEMPLATES, config_from_report, latent_shape
 __all__ = ["write_model_card"]
 
 
-def write_model_card(model_dir: str | Path, report: dict, quality: dict, round_trip: str | Path | None = None) -> Path:
+def write_model_card(model_dir: str | Path, report: dict, quality: dict, round_trip: str | Path | None = None,
+                     attributes: str | Path | None = None) -> Path:
     """Write ``README.md`` (the model card) into a saved prior's directory.
 
     ``round_trip``: the latent-space candidates' results (``benchmarks/vae_candidates.py
-    --stage report --out``), shown as the card's round-trip table when the file exists."""
+    --stage report --out``), shown as the card's round-trip table when the file exists.
+    ``attributes``: whether the prior follows its prompt's background words
+    (``benchmarks/prior_attributes.py --out``), shown as the card's attribute table when the file
+    exists."""
     model_dir = Path(model_dir)
     cfg = report["config"]
     p = report["parameters"]
@@ -99,6 +103,16 @@ def write_model_card(model_dir: str | Path, report: dict, quality: dict, round_t
                   "This VAE and the latent-space candidates measured against it (`benchmarks/vae_candidates.py`; "
                   "a candidate is shipped only when its round trip costs at most 1 point):", "",
                   round_trip_table(pd.read_csv(round_trip), "results/vae_round_trip.csv")]
+    if attributes is not None and Path(attributes).is_file():
+        import pandas as pd
+
+        from .report import attribute_table
+
+        lines += ["", "## Attribute fidelity: does it follow the words beside the class name?", "",
+                  "The study's text-prompt baseline asks for \"a {class} on a black background\" (every Fashion-MNIST "
+                  "image has one); the captions name the background for a share of the images (above). Measured by "
+                  "`benchmarks/prior_attributes.py` (`coda_utils.judge.attribute_fidelity`):", "",
+                  attribute_table(pd.read_csv(attributes), "results/attribute_fidelity.csv")]
     path = model_dir / "README.md"
     with atomic_write(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -27,8 +27,14 @@ source (``tests/test_report.py``; ``tests/test_prose_numbers.py`` fails on a num
 README's prose that no block holds).
 ``python -m coda_utils.report collect RUN_DIR --labels hard|soft --out results/NAME.csv`` is how
 a run's rows get there (:func:`collect`): hard- and soft-label rows are published apart.
+``python -m coda_utils.report ablations OUT_DIR --out results/NAME.csv`` publishes a notebook-05
+folder's points (``results/ablations_ipc50.csv`` from ``runs/ablations-ipc50``).
 ``python -m coda_utils.report likeness RUN_DIR --ipc 10`` says how closely each generated (or
 round-tripped) set copies the representatives it was made from (:func:`likeness`).
+``python -m coda_utils.report latex --out results/tables`` writes the paper's tables in LaTeX
+(:func:`~coda_utils.report_tables.write_latex_tables`; ``--check`` compares), ``python -m
+coda_utils.report paper --out figures/paper [--run-dir runs/study]`` redraws the results figures
+for a paper (:func:`coda_utils.plots.paper_figures`); ``make paper`` runs both.
 
 The tables are :mod:`coda_utils.report_tables`, the sentences and the study's findings
 :mod:`coda_utils.report_findings`; this module re-exports every name of both (``report.<name>``),
@@ -52,9 +58,10 @@ from . import evaluation, stats
 from .report_findings import (_and, _at, _by_ipc, _finding_values, _verdicts, CEILING_GOAL, FINDING_SOURCES, FINDINGS,
                               answers, findings, full_protocol_findings, prior_quality, quote, round_trip_reading,
                               run_summary, study_summary)
+from .report_costs import cost_table
 from .report_tables import (_SETTING_LABELS, _caption, _join, _network_spread, _order, _varying, FULL_PROTOCOL_RESULTS,
-                            PRIOR_V1_RESULTS, ROOT, STUDY_RESULTS, ablation_tables, full_protocol_table, numerics_table,
-                            precision_table, round_trip_table, soft_label_table, study_table, teachers_file,
+                            PRIOR_V1_RESULTS, ROOT, STUDY_RESULTS, ablation_tables, attribute_table, full_protocol_table,
+                            numerics_table, precision_table, round_trip_table, soft_label_table, study_table, teachers_file,
                             throughput_table)
 
 __all__ = ["BLOCKS", "render_block", "update_readme", "main", "collect", "study_table", "full_protocol_table",
@@ -113,11 +120,17 @@ BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
     "full-protocol": (FULL_PROTOCOL_RESULTS, full_protocol_table),
     "soft-labels": ("results/soft_labels.csv", soft_label_table),
     "ablations": ("results/ablations.csv", ablation_tables),
+    # why discovery falls below random real at IPC 50 (notebooks/params/ipc50.yaml, issue 27)
+    "ablations-ipc50": ("results/ablations_ipc50.csv", ablation_tables),
     "vae-round-trip": ("results/vae_round_trip.csv", round_trip_table),
     "precision": ("results/bench_evaluation_accuracy.csv", precision_table),
     "precision-fast": ("results/bench_evaluation_accuracy_fast.csv", precision_table),
     "throughput": ("results/bench_evaluation_throughput.csv", throughput_table),
     "numerics": ("results/bench_numerics.csv", numerics_table),
+    # does the prior follow its prompt's background words (benchmarks/prior_attributes.py; the text-prompt baseline)
+    "attribute-fidelity": ("results/attribute_fidelity.csv", attribute_table),
+    # what each stage and method costs (benchmarks/bench_costs.py --out results)
+    "costs": ("results/costs.csv", cost_table),
     # the sentences that quote a result, rendered from its file like the tables
     "full-protocol-findings": ("results/full_protocol.csv", full_protocol_findings),
     "vae-round-trip-reading": ("results/vae_round_trip.csv", round_trip_reading),
@@ -134,7 +147,7 @@ def _read(path: Path) -> pd.DataFrame | dict:
         from .io import read_json
 
         return read_json(path)
-    if path.name.startswith(("bench_", "ablations", "vae_round_trip")):
+    if path.name.startswith(("bench_", "ablations", "vae_round_trip", "costs", "attribute_fidelity")):
         return pd.read_csv(path)
     return evaluation.read_results(path)
 
@@ -273,7 +286,34 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("run_dir", type=Path)
     k.add_argument("--ipc", type=int, required=True)
     k.add_argument("--reference", default="coda_r")
+    a = sub.add_parser("ablations", help="publish an ablation folder's points (notebook 05) into one results file")
+    a.add_argument("out_dir", type=Path, help="notebook 05's out_dir, e.g. runs/ablations-ipc50")
+    a.add_argument("--out", type=Path, required=True, help="the results file, e.g. results/ablations_ipc50.csv")
+    t = sub.add_parser("latex", help="write (or --check) the paper's LaTeX tables from results/*.csv (booktabs)")
+    t.add_argument("--out", type=Path, default=Path("results/tables"), help="their folder (default results/tables)")
+    t.add_argument("--check", action="store_true", help="only compare; exit 1 if a table differs from its results")
+    f = sub.add_parser("paper", help="redraw the results figures for a paper (PDF + PNG) from results/*.csv")
+    f.add_argument("--out", type=Path, default=Path("figures/paper"), help="their folder (default figures/paper)")
+    f.add_argument("--run-dir", type=Path, default=None, help="a run folder for the figures of its sets (runs/study)")
+    f.add_argument("--ipc", type=int, default=10, help="the IPC of the run folder's figures")
     args = parser.parse_args(argv)
+    if args.command == "latex":
+        from .report_tables import check_latex_tables, latex_tables, write_latex_tables
+
+        if args.check:
+            stale = check_latex_tables(args.out)
+            print(f"{args.out}: {len(stale)} of {len(latex_tables())} table(s) differ from their result files"
+                  + (f": {', '.join(stale)}" if stale else ""))
+            return 1 if stale else 0
+        written = write_latex_tables(args.out)
+        print(f"{args.out}: wrote {len(written)} table(s): {', '.join(p.stem for p in written)}")
+        return 0
+    if args.command == "paper":
+        from .plots import paper_figures
+
+        written = paper_figures(ROOT / args.out, ROOT / "results", args.run_dir, ipc=args.ipc)
+        print(f"{args.out}: {len(written)} figure(s), each a PDF and a PNG")
+        return 0
     if args.command == "likeness":
         df = likeness(args.run_dir, args.ipc, reference=args.reference)
         if df.empty:
@@ -286,6 +326,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "collect":
         collect(args.run_dir, args.labels, args.out)
+        return 0
+    if args.command == "ablations":
+        from .ablations import collect as collect_points
+        from .io import atomic_write
+
+        points = collect_points(args.out_dir)
+        if points.empty:
+            print(f"{args.out_dir}: no finished ablation point (point.json + results.csv); run notebook 05 first")
+            return 1
+        with atomic_write(args.out, "w") as fh:
+            points.to_csv(fh, index=False)
+        print(f"{args.out}: {len(points)} rows (point x selection seed) from {args.out_dir}")
         return 0
     changed = update_readme(args.readme, check=args.check)
     verb = "differ from their result files" if args.check else "rewritten"

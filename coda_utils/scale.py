@@ -18,21 +18,27 @@ Stages: ``01`` (:func:`encode`), ``03`` (:func:`generate`: the generated sets of
 method; trajectories, figures and Frechet distances stay in the notebook), ``04``
 (:func:`evaluate`: every network of every method and seed, one results file per method), ``05``
 (:func:`ablate`: every point of the sweeps for every selection seed, one results file per point).
+Stage 2 runs in one process (UMAP is fast next to encoding and generation); :func:`discover` is
+notebook 02's discovery and selections for every seed, as the ``coda`` command
+(:mod:`coda_utils.cli`) runs it.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
 from . import parallel, params
 
-__all__ = ["notebook_parameters", "encode", "generate", "evaluate", "generate_sets", "ablate", "main"]
+__all__ = ["notebook_parameters", "encode", "discovery_inputs", "discover", "Discovered", "REAL_METHODS", "generate",
+           "evaluate", "generate_sets", "ablate", "main"]
 
-STAGES = {"01": "01_encode.ipynb", "03": "03_generate.ipynb", "04": "04_evaluate.ipynb", "05": "05_ablations.ipynb"}
+STAGES = {"01": "01_encode.ipynb", "02": "02_discover.ipynb", "03": "03_generate.ipynb", "04": "04_evaluate.ipynb",
+          "05": "05_ablations.ipynb"}
 
 
 def notebook_parameters(stage: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -75,6 +81,159 @@ def encode(p: dict, procs=None):
                                    batch_size=p["batch_size"], device=device, dtype=getattr(torch, p["dtype"]),
                                    rebuild=p["rebuild"], progress=p["progress"], num_workers=p["num_workers"],
                                    processes=procs)
+
+
+#: the selections of real images notebook 02 makes for every seed: R, k-means nearest-real, herding
+REAL_METHODS = ("coda_r", "kmeans", "herding")
+
+
+class Discovered(NamedTuple):
+    """What :func:`discover` made (or found): ``discoveries[seed]`` (a
+    :class:`~coda_utils.discovery.Discovery`), ``selections[(method, seed)]`` (dataset positions;
+    herding's seed is ``None``), ``sets[(method, seed)]`` (the set folders) and ``found``: the seeds
+    whose discovery was read back instead of computed."""
+
+    discoveries: dict
+    selections: dict
+    sets: dict
+    found: list
+
+
+def discovery_inputs(p: dict):
+    """Notebook 02's inputs: the split being distilled (``dataset``, ``data_root``, ``split``,
+    ``class_limit``, ``per_class_limit``) and the run's latent cache, checked against each other and
+    against ``model``; the split carries the cache's resize policy, so that R is exported the way
+    notebook 01 encoded (R and G alike). Returns ``(target, cache)``."""
+    from . import encoding, rundir
+
+    target = _target(p)
+    cache = encoding.LatentCache.load(rundir.RunDir(p["run_dir"]).latents)
+    cache.check_dataset(target)
+    cache.check_encoder(p["model"])
+    return target.with_policy(cache.policy), cache
+
+
+def _saved_discovery(path: Path, cache, p: dict):
+    """The discovery saved at ``path`` when it was made with ``p``'s settings on this very cache
+    (its parameters, class names, and the representatives' latents equal to the cache's at their
+    positions), else ``None`` (missing, damaged or made otherwise: computed again and replaced)."""
+    import numpy as np
+
+    from . import discovery
+    from .io import CorruptFileError
+
+    if not path.is_file():
+        return None
+    try:
+        d = discovery.load_discovery(path)
+    except (CorruptFileError, OSError, KeyError, ValueError, TypeError):
+        return None
+    hp = discovery.scaled_hyperparameters(float(np.mean(cache.counts)))  # as discovery.discover resolves None
+    want = {"ipc": int(p["ipc"]), "seed": int(p["seed"]), "min_samples": int(p["min_samples"]), "pca_dims": p["pca_dims"],
+            "n_neighbors": hp["n_neighbors"] if p["n_neighbors"] is None else int(p["n_neighbors"]),
+            "min_cluster_size": hp["min_cluster_size"] if p["min_cluster_size"] is None else int(p["min_cluster_size"]),
+            "n_components": discovery.REFERENCE["n_components"]}
+    if {k: d.params.get(k) for k in want} != want or list(d.class_names) != list(cache.class_names):
+        return None
+    for c, cd in zip(d.class_ids, d.per_class):
+        if len(cd.positions) != want["ipc"] or not np.array_equal(
+                np.asarray(cd.latents, dtype=np.float32), np.asarray(cache.latents(c)[cd.positions], dtype=np.float32)):
+            return None
+    return d
+
+
+def _export(target, positions, set_dir: Path, method: str, ipc: int, extra: dict) -> bool:
+    """Export a selection as a set folder (:func:`coda_utils.baselines.export_selection`) unless a
+    finished one of the same images, method and resize policy is there; returns whether it wrote."""
+    from . import baselines, setfolder
+
+    if setfolder.is_finished(set_dir):
+        m = setfolder.read_manifest(set_dir)
+        policy = None if target.policy is None else json.loads(json.dumps(target.policy.to_dict()))  # as the manifest reads
+        if (m.get("method") == method and m.get("ipc") == int(ipc) and m.get("resize_policy") == policy
+                and m.get("source_indices") == target.source_indices[positions].tolist()):
+            return False
+    baselines.export_selection(target, positions, set_dir, method, ipc, extra)
+    return True
+
+
+def discover(p: dict, methods: Sequence[str] = REAL_METHODS, *, target=None, cache=None, embeddings: dict | None = None,
+             resume: bool = True, log: Callable[[str], Any] | None = print) -> Discovered:
+    """Notebook 02's discovery and selections (stage 2), with its parameters ``p`` (``ipc``,
+    ``selection_seeds``, ``n_neighbors``, ``min_cluster_size``, ``min_samples``, ``pca_dims``,
+    ``progress``, ``run_dir`` and the data's: checked by :func:`coda_utils.params.check_discover`;
+    a notebook passes ``globals()``). For every selection seed: discovery on every class of the
+    run's latent cache (:func:`coda_utils.discovery.discover`), saved as
+    ``discovery/ipcN_seedS.json`` (+ ``.npz``: the representatives' latents that notebook 03
+    guides with); then the selections of ``methods`` (of :data:`REAL_METHODS`: R from the
+    discovery, k-means nearest-real seeded by the seed, herding once) exported as set folders
+    ``sets/<method>_ipcN_seedS/`` (``sets/herding_ipcN/``), each with a manifest saying what made it.
+
+    Args:
+        methods: which selections to export (notebook 02: all three; ``coda distill``: R).
+        target, cache: :func:`discovery_inputs` of ``p``, when the caller has them already.
+        embeddings: ``{class index: embedding}`` computed with these very settings for the
+            first selection seed (notebook 02's walk-through), used instead of a second UMAP.
+        resume: read back a seed's saved discovery when it was made with these settings on this
+            cache (instead of computing it again), and keep a finished set folder of the same
+            images; ``False``: compute and write everything again.
+        log: one line per seed and per set (``print``; ``None``: silent).
+
+    Returns:
+        a :class:`Discovered`.
+    """
+    import time
+
+    from . import baselines, discovery, rundir
+
+    unknown = [m for m in methods if m not in REAL_METHODS]
+    if unknown:
+        raise params.ParameterError(f"methods {unknown}: stage 2 makes {', '.join(REAL_METHODS)}")
+    say = log or (lambda line: None)
+    run = rundir.RunDir(p["run_dir"])
+    if target is None or cache is None:
+        target, cache = discovery_inputs(p)
+    seeds = rundir.selection_seeds(p["selection_seeds"])
+    ipc = p["ipc"]
+    discoveries, found = {}, []
+    for s in seeds:
+        t0 = time.perf_counter()
+        path = run.discovery(ipc, s)
+        d = _saved_discovery(path, cache, {**p, "seed": s}) if resume else None
+        if d is not None:
+            found.append(s)
+        else:
+            d = discovery.discover(cache, ipc, p["n_neighbors"], p["min_cluster_size"], p["min_samples"], s, p["pca_dims"],
+                                   progress=p["progress"], embeddings=embeddings if s == seeds[0] else None)
+            d.save(path)
+        discoveries[s] = d
+        say(f"seed {s}: " + ("found " + str(path) + " (same settings, same cache)" if s in found
+                             else f"{time.perf_counter() - t0:.1f} s")
+            + f", representatives by strategy {d.strategy_counts()}")
+    selections = {}
+    if "coda_r" in methods:
+        selections.update({("coda_r", s): d.positions for s, d in discoveries.items()})
+    if "kmeans" in methods:
+        selections.update({("kmeans", s): baselines.select_per_class(cache, baselines.kmeans_nearest_real, ipc, seed=s)
+                           for s in seeds})
+    if "herding" in methods:
+        selections[("herding", None)] = baselines.select_per_class(cache, baselines.herding, ipc)
+    encoder = cache.meta["encoder"]
+    sets = {}
+    for (name, s), pos in selections.items():
+        extra = {"selection_seed": s, "encoder": encoder}
+        if name == "coda_r":
+            extra.update(discoveries[s].manifest())
+        elif name == "kmeans":
+            extra.update(space="standardized VAE latents", seed=s)
+        else:
+            extra.update(space="standardized VAE latents", deterministic=True)
+        set_dir = run.set_dir(name, ipc, s)
+        wrote = _export(target, pos, set_dir, name, ipc, extra) if resume else bool(
+            baselines.export_selection(target, pos, set_dir, name, ipc, extra))
+        sets[name, s] = set_dir
+        say(f"{name} (seed {s}): {len(pos)} images -> {set_dir.relative_to(run.root)}" + ("" if wrote else " (kept)"))
+    return Discovered(discoveries, selections, sets, found)
 
 
 def generate_sets(run, target, policy, z_reps: dict, pipe, guidance, p: dict, refiner_pipe=None, procs=None) -> dict:
@@ -126,7 +285,11 @@ def generate(p: dict, procs=None) -> dict:
 def evaluate(p: dict, procs=None):
     """Notebook 04's networks: every network of every method and seed (round robin over the
     processes), appended to ``results.rank<i>.csv`` beside each method's results file and merged
-    into it by the first process at the end (the rows of one process, in the same order)."""
+    into it by the first process at the end (the rows of one process, in the same order). Prints a
+    line per network; ``p["progress"]``: a bar over each network's epochs (the first process).
+    Returns this process's rows (one per network, trained now or found in the results file)."""
+    import time
+
     from . import baselines, datasets, encoding, evaluation, rundir
 
     if p["threads"]:
@@ -158,17 +321,28 @@ def evaluate(p: dict, procs=None):
     # not trained again whichever process they fall to now
     paths = {m: run.results(m, p["ipc"], p["protocol"]) for m in methods}
     parallel.start_rank_results(list(paths.values()), procs)
-    for m, s, net in parallel.share(units, procs):
+    mine, rows = parallel.share(units, procs), []
+    for i, (m, s, net) in enumerate(mine, 1):
         x, y = baselines.method_set(run, m, p["ipc"], s, target, image_size=p["image_size"], vae=vae, distilled=p["distilled"])
-        evaluation.evaluate(m, x, y, test_x, test_y, ipc=int(target.counts().max()) if m == "full" else p["ipc"],
-                            arch=p["arch"], protocol=p["protocol"], repeats=1, seed=net, selection_seed=s,
-                            epochs=p["epochs"], device=device,
-                            out_csv=parallel.rank_results(paths[m], procs),
-                            eval_every=p["eval_every"], progress=False, teacher=teacher_model, teacher_id=teacher_id,
-                            **evaluation.path_options(p["precision"], p["fast"]))
+        t0 = time.perf_counter()
+        row = evaluation.evaluate(m, x, y, test_x, test_y, ipc=int(target.counts().max()) if m == "full" else p["ipc"],
+                                  arch=p["arch"], protocol=p["protocol"], repeats=1, seed=net, selection_seed=s,
+                                  epochs=p["epochs"], device=device,
+                                  out_csv=parallel.rank_results(paths[m], procs),
+                                  eval_every=p["eval_every"], progress=p["progress"] and parallel.is_main(procs),
+                                  teacher=teacher_model, teacher_id=teacher_id,
+                                  **evaluation.path_options(p["precision"], p["fast"])).iloc[0]
+        rows.append(row)
+        # one line per network (a network found in the results file is not trained again)
+        took = f"{row.train_seconds:.0f} s of training" if time.perf_counter() - t0 > row.train_seconds else "found in results"
+        print(f"network {i}/{len(mine)}" + (f" (process {parallel.rank(procs)})" if parallel.world(procs) > 1 else "")
+              + f": {m} ipc{p['ipc']} selection seed {s} network seed {net}: acc {row.acc:.2f} % ({took})", flush=True)
     order = {(m, s, net): i for i, (m, s, net) in enumerate(units)}
     parallel.merge_rank_results(list(paths.values()), procs, lambda rows: [order.get((m, int(a), int(b)), len(order)) for m, a, b in
                                                             zip(rows.method, rows.selection_seed, rows.seed)])
+    import pandas as pd
+
+    return pd.DataFrame(rows).reset_index(drop=True)
 
 
 def ablate(p: dict, procs=None) -> list[dict]:
@@ -184,12 +358,20 @@ def ablate(p: dict, procs=None) -> list[dict]:
     return ablations.make_runner(p, fit, val, cache, procs).run_points(ablations.sweep_points(p), procs)
 
 
+def _discover_once(p: dict, procs=None) -> None:
+    """Stage 2 in a launch: the first process discovers (:func:`discover`, every selection of
+    notebook 02), the others wait for it."""
+    if parallel.is_main(procs):
+        discover(p)
+    parallel.barrier(procs)
+
+
 def _parse(argv: list[str] | None) -> tuple[str, dict]:
     import yaml
     from papermill.cli import _resolve_type
 
     ap = argparse.ArgumentParser(prog="python -m coda_utils.scale", description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=list(STAGES), help="01 encode, 03 generate, 04 evaluate, 05 ablation sweeps")
+    ap.add_argument("stage", choices=list(STAGES), help="01 encode, 02 discover, 03 generate, 04 evaluate, 05 ablation sweeps")
     ap.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="a notebook parameter, as papermill -p")
     ap.add_argument("-y", "--parameters_yaml", action="append", default=[], help="parameters as YAML, as papermill -y")
@@ -209,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     stage, overrides = _parse(argv)
     p = notebook_parameters(stage, overrides)
     procs = parallel.processes(p["device"])
-    {"01": encode, "03": generate, "04": evaluate, "05": ablate}[stage](p, procs)
+    {"01": encode, "02": _discover_once, "03": generate, "04": evaluate, "05": ablate}[stage](p, procs)
     if parallel.is_main(procs):
         print(f"coda_utils.scale {stage}: done on {parallel.world(procs)} process(es)", flush=True)
     return 0

@@ -18,8 +18,10 @@ mean ± std over seeds and the best point's paired contrast with the runner-up, 
 comes with its interval.
 
 Sweeps (:data:`SWEEPS`): discovery (n_neighbors x min_cluster_size), gamma, guide_fraction,
-the guidance variant (reference vs normalized pull, x gamma), ipc, and the discovery feature
-space (VAE latents vs raw pixels). All points of one process share one numba compile of
+the guidance variant (reference vs normalized pull, x gamma), ipc, the discovery feature
+space (VAE latents vs raw pixels), and ``selection``: how set R is made at one IPC (variants of
+discovery, one change each, against random real, k-means and herding; :data:`SELECTION_POINTS`),
+the question of why discovery falls below random real at IPC 50. All points of one process share one numba compile of
 umap-learn and one UMAP per (class, n_neighbors, feature space, seed).
 
 Cost on this project's 2-core CPU (one thread, ConvNet-3 100 epochs in bf16, 3 seeds): a point
@@ -41,7 +43,7 @@ from . import alignment, baselines, discovery, evaluation, parallel, rundir, set
 from .datasets import LabeledImages
 from .io import read_json, write_json
 
-__all__ = ["SWEEPS", "CHOICES", "PixelFeatures", "AblationRunner", "sweep_points", "prepare", "make_runner", "fit_and_val",
+__all__ = ["SWEEPS", "CHOICES", "SELECTION_POINTS", "ArrayFeatures", "PixelFeatures", "AblationRunner", "sweep_points", "prepare", "make_runner", "fit_and_val",
            "collect"]
 
 #: sweep name -> (row parameter, column parameter or None)
@@ -52,18 +54,23 @@ SWEEPS: dict[str, tuple[str, str | None]] = {
     "variant": ("variant", "gamma"),
     "ipc": ("ipc", None),
     "features": ("features", None),
+    "selection": ("selection", None),
 }
 #: sweeps whose best point is a choice (more images per class is not a setting to choose)
 CHOICES = ("discovery", "gamma", "guide_fraction", "variant", "features")
 
 
-class PixelFeatures:
-    """A stand-in for :class:`~coda_utils.encoding.LatentCache` over raw pixels (``[0, 1]``), so
-    that discovery runs unchanged in pixel space for the feature-space ablation."""
+class ArrayFeatures:
+    """A stand-in for :class:`~coda_utils.encoding.LatentCache` over any per-image features
+    (``features[i]`` of image ``i`` of ``data``), so that discovery runs unchanged in another
+    feature space (the feature-space ablations: pixels, a classifier's features)."""
 
-    def __init__(self, data: LabeledImages):
+    def __init__(self, data: LabeledImages, features: np.ndarray | None = None):
         self.data = data
         self._idx = [data.class_indices(c) for c in range(data.num_classes)]
+        if features is not None and len(features) != len(data):
+            raise ValueError(f"{len(features)} feature rows for the {len(data)} images of {data.name}")
+        self._features = features
 
     @property
     def num_classes(self) -> int:
@@ -81,7 +88,33 @@ class PixelFeatures:
         return self._idx[c]
 
     def latents(self, c: int) -> np.ndarray:
+        return np.asarray(self._features[self._idx[c]])
+
+
+class PixelFeatures(ArrayFeatures):
+    """:class:`ArrayFeatures` over raw pixels (``[0, 1]``), loaded per class."""
+
+    def latents(self, c: int) -> np.ndarray:
         return self.data.load(self._idx[c]).float().numpy() / 255.0
+
+
+#: the ``selection`` sweep: how set R is made at one IPC, against the other selections of real
+#: images, on the same ``fit`` / ``val`` cut. ``discovery`` is the study's discovery (VAE latents,
+#: the reference hyperparameters scaled to the class size, the reference exactly-IPC step); each
+#: ``discovery_*`` point changes one thing of it; the last three are the baselines.
+SELECTION_POINTS: dict[str, dict] = {
+    "discovery": {},
+    "discovery_no_noise_fill": {"noise_fill": False},
+    "discovery_pixels": {"features": "pixels"},
+    "discovery_pca": {"pca_dims": 50},
+    "discovery_judge": {"features": "judge"},
+    "discovery_unscaled": {"n_neighbors": discovery.REFERENCE["n_neighbors"],
+                           "min_cluster_size": discovery.REFERENCE["min_cluster_size"]},
+    "random_real": {},
+    "kmeans": {},
+    "herding": {},
+}
+_BASELINE_SELECTIONS = ("random_real", "kmeans", "herding")
 
 
 def _key(values: dict) -> str:
@@ -129,6 +162,9 @@ class AblationRunner:
     teacher: Any = None
     teacher_id: str | None = None
     image_size: int | None = None
+    #: feature spaces beyond ``vae`` and ``pixels`` (``{"judge": ArrayFeatures(fit, ...)}``: the
+    #: caller computes them, since the judge belongs to the embedded prior, above this module)
+    feature_sources: dict = field(default_factory=dict)
     _pipe: Any = None
     _discoveries: dict = field(default_factory=dict)
     _val: Any = None
@@ -141,18 +177,49 @@ class AblationRunner:
             self._pipe = alignment.load_pipeline(self.model, self.device)
         return self._pipe
 
+    def _features(self, features: str):
+        if features == "vae":
+            return self.cache
+        if features == "pixels":
+            return PixelFeatures(self.fit)
+        if features not in self.feature_sources:
+            raise ValueError(f"features {features!r}: this runner has no such feature space (vae, pixels"
+                             f"{''.join(', ' + f for f in self.feature_sources)}); notebook 05 adds the judge's features "
+                             "(runner.feature_sources['judge'])")
+        return self.feature_sources[features]
+
     def discovery(self, ipc: int, n_neighbors: int | None, min_cluster_size: int | None, min_samples: int,
-                  features: str = "vae", seed: int = 0) -> discovery.Discovery:
+                  features: str = "vae", seed: int = 0, pca_dims: int | None = None,
+                  noise_fill: bool = True) -> discovery.Discovery:
         """Discovery with these settings, reusing the UMAP embeddings of an earlier call with the
-        same (n_neighbors, features, seed): only HDBSCAN and the post-processing run again."""
-        source = self.cache if features == "vae" else PixelFeatures(self.fit)
-        reuse = next((d for (nn, f, s, *_), d in self._discoveries.items() if nn == n_neighbors and f == features and s == seed),
-                     None)
-        key = (n_neighbors, features, seed, ipc, min_cluster_size, min_samples)
+        same (n_neighbors, features, seed, pca_dims): only HDBSCAN and the post-processing run again."""
+        source = self._features(features)
+        reuse = next((d for (nn, f, s, pd_, *_), d in self._discoveries.items()
+                      if nn == n_neighbors and f == features and s == seed and pd_ == pca_dims), None)
+        key = (n_neighbors, features, seed, pca_dims, ipc, min_cluster_size, min_samples, noise_fill)
         if key not in self._discoveries:
             self._discoveries[key] = discovery.discover(source, ipc, n_neighbors, min_cluster_size, min_samples,
-                                                        seed, progress=False, reuse=reuse)
+                                                        seed, pca_dims=pca_dims, progress=False, reuse=reuse,
+                                                        noise_fill=noise_fill)
         return self._discoveries[key]
+
+    def _selection(self, name: str, p: dict, seed: int) -> tuple[np.ndarray, dict]:
+        """The ``selection`` sweep's set for one seed: positions into ``fit`` and what its
+        manifest records."""
+        if name not in SELECTION_POINTS:
+            raise ValueError(f"unknown selection {name!r}; choose from {', '.join(SELECTION_POINTS)}")
+        ipc = p["ipc"]
+        if name == "random_real":
+            return baselines.random_real(self.fit, ipc, seed=seed), {"selection_seed": seed}
+        if name == "kmeans":
+            return (baselines.select_per_class(self.cache, baselines.kmeans_nearest_real, ipc, seed=seed),
+                    {"selection_seed": seed})
+        if name == "herding":
+            return baselines.select_per_class(self.cache, baselines.herding, ipc), {"selection_seed": seed}
+        q = {**p, "features": "vae", "pca_dims": None, "noise_fill": True, **SELECTION_POINTS[name]}
+        disc = self.discovery(ipc, q["n_neighbors"], q["min_cluster_size"], q["min_samples"], q["features"], seed,
+                              q["pca_dims"], q["noise_fill"])
+        return disc.positions, {**disc.manifest(), "features": q["features"], "selection_seed": seed}
 
     def _point(self, sweep: str, values: dict) -> tuple[dict, rundir.AblationDir, Path, int]:
         """A point's parameters, folder and epochs (an unknown sweep stops here)."""
@@ -188,6 +255,11 @@ class AblationRunner:
         if self._val is None:
             self._val = (self.val.load(None, size), self.val.labels)
         policy = self.cache.policy if hasattr(self.cache, "policy") else None
+        if sweep == "selection":
+            positions, record = self._selection(p["selection"], p, seed)
+            set_dir = baselines.export_selection(self.fit, positions, folder.set_dir(point, seed), p["selection"],
+                                                 p["ipc"], record)
+            return self._evaluate(values, p, seed, set_dir, folder, point, processes)
         disc = self.discovery(p["ipc"], p["n_neighbors"], p["min_cluster_size"], p["min_samples"], p["features"], seed)
         if sweep in ("gamma", "guide_fraction", "variant"):
             k = p["ipc"]
@@ -204,6 +276,10 @@ class AblationRunner:
             set_dir = baselines.export_selection(self.fit, disc.positions, folder.set_dir(point, seed), f"coda_r_{_key(values)}",
                                                  p["ipc"], {**disc.manifest(), "features": p["features"],
                                                             "selection_seed": seed})
+        return self._evaluate(values, p, seed, set_dir, folder, point, processes)
+
+    def _evaluate(self, values: dict, p: dict, seed: int, set_dir: Path, folder, point: Path, processes: Any) -> float:
+        """Train the point's networks on its set of one seed, judged on ``val``."""
         train_x, train_y, _ = setfolder.read_set(set_dir, size=self.image_size, classes=self.fit.classes)
         res = evaluation.evaluate(_key(values), train_x, train_y, *self._val, ipc=p["ipc"], arch=self.arch,
                                   protocol=self.protocol, repeats=self.repeats, selection_seed=seed, epochs=self.epochs,
@@ -251,7 +327,7 @@ class AblationRunner:
 def sweep_points(p: dict) -> list[tuple[str, dict]]:
     """The points of the sweeps ``p["sweeps"]`` from notebook 05's grid parameters
     (``n_neighbors_grid`` x ``min_cluster_size_grid``, ``gamma_grid``, ``guide_fraction_grid``,
-    ``variant_grid`` x ``variant_gamma_grid``, ``ipc_grid``, ``features_grid``), in order."""
+    ``variant_grid`` x ``variant_gamma_grid``, ``ipc_grid``, ``features_grid``, ``selection_grid``), in order."""
     grids = {
         "discovery": [dict(n_neighbors=a, min_cluster_size=b) for a in p["n_neighbors_grid"] for b in p["min_cluster_size_grid"]],
         "gamma": [dict(gamma=g) for g in p["gamma_grid"]],
@@ -259,6 +335,7 @@ def sweep_points(p: dict) -> list[tuple[str, dict]]:
         "variant": [dict(variant=v, gamma=g) for v in p["variant_grid"] for g in p["variant_gamma_grid"]],
         "ipc": [dict(ipc=i) for i in p["ipc_grid"]],
         "features": [dict(features=f) for f in p["features_grid"]],
+        "selection": [dict(selection=s) for s in p["selection_grid"]],
     }
     return [(sweep, values) for sweep in p["sweeps"] for values in grids[sweep]]
 
@@ -345,7 +422,9 @@ def fit_and_val(dataset: str = "fashion-mnist", data_root: str | Path | None = N
 
 def collect(out_dir: str | Path) -> pd.DataFrame:
     """Every finished point under ``out_dir``: one row per (point, selection seed) with its
-    sweep, swept values, accuracy on ``target_val`` (its networks averaged) and ``networks``."""
+    sweep, swept values, accuracy on ``target_val`` (its networks averaged) and ``networks``; a
+    ``selection`` point's rows also give its ``ipc`` and count its representatives by strategy
+    (``strategy_<name>``)."""
     rows = []
     folder = rundir.AblationDir(out_dir)
     for point in folder.points():
@@ -357,5 +436,16 @@ def collect(out_dir: str | Path) -> pd.DataFrame:
         for s, part in res.groupby("selection_seed", sort=True):
             rows.append({"sweep": meta["sweep"], **meta["values"], "selection_seed": int(s), "acc": part["acc"].mean(),
                          "networks": len(part), "epochs": int(part["epochs"].iloc[0]),
-                         "precision": str(part["precision"].iloc[0])})
+                         "precision": str(part["precision"].iloc[0]),
+                         **({"ipc": int(meta["parameters"]["ipc"]), **_strategies(folder.set_dir(point, int(s)))}
+                            if meta["sweep"] == "selection" else {})})
     return pd.DataFrame(rows)
+
+
+def _strategies(set_dir: Path) -> dict:
+    """How a ``selection`` point's set R got its representatives: ``strategy_<name>`` = how many
+    (every class) came from each exactly-IPC strategy (:data:`coda_utils.discovery.STRATEGIES`),
+    read from the set's manifest; ``{}`` for a set no discovery made (random, k-means, herding)."""
+    manifest = setfolder.read_manifest(set_dir) if (Path(set_dir) / "manifest.json").is_file() else {}
+    every = [s for c in manifest.get("discovery", {}).get("per_class", []) for s in c["strategies"]]
+    return {f"strategy_{s}": every.count(s) for s in discovery.STRATEGIES if every}

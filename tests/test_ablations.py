@@ -120,3 +120,57 @@ def test_scale_05_runs_the_notebooks_sweeps(tmp_path):
     assert (tmp_path / "abl" / "holdout.json").is_file()
     points = ablations.collect(tmp_path / "abl")
     assert len(points) == 2 and set(points["gamma"]) == {0.0, 0.5} and set(points["networks"]) == {1}
+
+
+def test_the_selection_sweep_makes_every_set_r_and_contrasts_it_with_discovery_and_random_real(fit_val, tmp_path):
+    """Notebook 05's ``selection`` sweep (issue 27): each point is a set R made one way, judged on
+    val; collect counts discovery's representatives by strategy; the table contrasts every point
+    with discovery and random real (paired over seeds) and says which explanation the intervals
+    support."""
+    fit, val = fit_val
+    runner = ablations.AblationRunner(
+        fit, val, ablations.PixelFeatures(fit), tmp_path, "unused", selection_seeds=[0, 1, 2], epochs=1, repeats=1,
+        precision="fp32", progress=False,
+        defaults=dict(ipc=3, gamma=0.05, guide_fraction=0.9, n_neighbors=None, min_cluster_size=None, min_samples=3,
+                      features="vae", variant="reference", steps=2, cfg_scale=1.0))
+    runner.feature_sources["ones"] = ablations.ArrayFeatures(fit, np.ones((len(fit), 4)))  # degenerate: no UMAP
+    names = ["discovery", "discovery_no_noise_fill", "random_real", "kmeans"]
+    rows = runner.run_points([("selection", {"selection": n}) for n in names])
+    assert [r["selection"] for r in rows] == names and all(r["seeds"] == 3 for r in rows)
+    points = ablations.collect(tmp_path)
+    assert len(points) == 12 and set(points["ipc"]) == {3}
+    disc = points[points["selection"] == "discovery"]
+    assert (disc.filter(like="strategy_").sum(axis=1) == 3 * fit.num_classes).all()  # every representative counted
+    assert points[points["selection"] == "random_real"].filter(like="strategy_").isna().all().all()
+    # a feature space the runner was given, and one it was not
+    d = runner.discovery(3, None, None, 3, "ones", 0)
+    assert len(d.positions) == 3 * fit.num_classes
+    with pytest.raises(ValueError, match="no such feature space"):
+        runner.discovery(3, None, None, 3, "judge", 0)
+    # the table: a row per point in SELECTION_POINTS' order, its contrasts with both references
+    table, note = ablations.choice_table(points)
+    lines = table.splitlines()
+    assert [line.split(" | ")[0].strip("| ") for line in lines[2:]] == names
+    assert "- discovery, 95 % interval" in lines[0] and "- random_real, 95 % interval" in lines[0]
+    by = {n: p.set_index("selection_seed")["acc"] for n, p in points.groupby("selection")}
+    from coda_utils import stats
+
+    c = stats.contrast(by["random_real"], by["discovery"])
+    assert f"{c['diff']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]" in lines[4]
+    c = stats.contrast(by["discovery"], by["random_real"])
+    assert note.startswith(f"At IPC 3 discovery minus random real is {c['diff']:+.1f} points")
+    assert "discovery_no_noise_fill" in note and "`target_val`, never `test`" in note
+
+
+def test_the_selection_table_names_the_explanation_the_intervals_support():
+    """A variant clearly above discovery is named as the cause; one that is not, is not."""
+    rows = []
+    for s in range(4):
+        for name, acc in {"discovery": 70 + s, "discovery_pixels": 75 + s + 0.1 * s, "discovery_pca": 70 + s + (-1) ** s * 0.5,
+                          "random_real": 72 + s}.items():
+            rows.append({"sweep": "selection", "selection": name, "selection_seed": s, "acc": acc, "ipc": 50})
+    table, note = ablations.selection_table(pd.DataFrame(rows))
+    assert "discovery_pixels is above discovery by +5.1" in note and "the feature space (pixels" in note
+    assert "discovery_pca is not above discovery" in note
+    assert "discovery minus random real is -2.0 points" in note and "random_real higher" in note
+    assert "above random real: discovery_pixels" in note

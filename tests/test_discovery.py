@@ -97,6 +97,11 @@ def test_post_processing_strategies_on_known_structures():
     assert res.strategies == ["hdbscan"] * 4 and res.n_found == 6
     res = make_exactly_ipc(emb, labels, probs, 10, 20, 3, 0)  # blobs do not split: fill from noise (60 >= 4 x 5)
     assert res.strategies.count("hdbscan") == 6 and res.strategies.count("noise_fill") == 4
+    # without the noise fill (the IPC-50 ablation) forced splits of the blobs make the missing 4:
+    # no representative is a noise point
+    res = make_exactly_ipc(emb, labels, probs, 10, 20, 3, 0, noise_fill=False)
+    _check(res, len(emb), 10)
+    assert "noise_fill" not in res.strategies and "forced_split" in res.strategies and (labels[res.representatives] >= 0).all()
     res = make_exactly_ipc(emb, labels, probs, 30, 20, 3, 0)  # noise < 24 x 3: forced splits (and fallbacks)
     _check(res, len(emb), 30)
     assert "noise_fill" not in res.strategies and "forced_split" in res.strategies

@@ -37,3 +37,41 @@ def test_to_canvas_pads_and_grays():
     x = torch.randint(0, 255, (2, 3, 28, 28), dtype=torch.uint8)
     y = judge_lib.to_canvas(x)
     assert y.shape == (2, 1, 32, 32) and y[:, :, :2].sum() == 0
+
+
+def test_dark_background_reads_the_frame():
+    import torch
+
+    from coda_utils.judge import dark_background
+
+    x = torch.zeros(3, 1, 28, 28, dtype=torch.uint8)
+    x[:, :, 8:20, 8:20] = 255  # a bright item: the frame stays dark
+    x[1] = 255 - x[1]  # inverted: a light frame
+    x[2, :, :3, :] = 255  # the top border white, the rest of the frame black: mean below half
+    assert dark_background(x).tolist() == [True, False, True]
+    assert dark_background(torch.cat([x, x], 1)).tolist() == [True, False, True]  # channels pooled
+
+
+def test_attribute_fidelity_counts_what_each_prompt_asks_for():
+    """A stand-in pipeline that draws a dark background exactly when asked for one: the black
+    prompt obeys 100 %, the white prompt 100 %, the plain one has no verdict; the same seeds per prompt."""
+    import math
+
+    import torch
+
+    from coda_utils import judge
+
+    seen = []
+
+    class Pipe:
+        def __call__(self, prompts, num_inference_steps, guidance_scale, generator, output_type):
+            seen.append([g.initial_seed() for g in generator])
+            light = torch.tensor([("white" in p) for p in prompts], dtype=torch.float32)
+            img = light[:, None, None, None].expand(len(prompts), 1, 8, 8).clone()
+            return type("Out", (), {"images": img})()
+
+    rows = judge.attribute_fidelity(Pipe(), ["Coat", "Bag"], cfg_scales=[1.0, 5.0], per_class=2)
+    assert list(rows["prompt"]) == ["black", "black", "white", "white", "plain", "plain"]
+    assert list(rows["dark_share"]) == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0] and (rows["n"] == 4).all()
+    assert list(rows["obeys"][:4]) == [1.0] * 4 and all(math.isnan(v) for v in rows["obeys"][4:])
+    assert all(s == [0, 1, 2, 3] for s in seen)  # the same noise for every prompt and scale

@@ -23,7 +23,7 @@ BAD = {
     "arch": "vgg11", "protocol": "mtt", "epochs": 0, "eval_every": 0, "precision": "fp16", "image_size": 2,
     "test_limit": 0, "vae_latent_channels": 0, "round_trip": 3, "teacher": 5, "teacher_epochs": 0, "out_dir": None, "sweeps": ["colour"], "n_neighbors_grid": [1], "min_cluster_size_grid": [],
     "gamma_grid": [-1.0], "guide_fraction_grid": [2.0], "variant_grid": ["bounded"], "variant_gamma_grid": ["x"],
-    "ipc_grid": [0], "features_grid": ["clip"], "publish": "yes", "results": "runs/*/results.csv", "selection_seed": -1,
+    "ipc_grid": [0], "features_grid": ["clip"], "selection_grid": ["discovery_umap"], "publish": "yes", "results": "runs/*/results.csv", "selection_seed": -1,
     "ablations_dir": 1, "caption": None, "name": "a b", "seed": -1, "vae_steps": -1, "unet_steps": 1.5,
     "decoder_steps": None, "vae_batch": 0, "unet_batch": 0, "vae_channels": [], "unet_channels": [0], "unet_plain_levels": -1,
     "text_width": 0, "latent_passes": 0, "pool_limit": 0, "tokenizer_dir": 3, "judge_steps": -1,
@@ -155,7 +155,7 @@ def test_show_settings_lists_every_advanced_setting():
 # The parameter files of notebooks/params/ (papermill -f, coda_utils.scale -f)
 # --------------------------------------------------------------------------------------
 #: the files of notebooks/params/ itself and their notebook; a preset folder holds NN_name.yaml
-TOP_FILES = {"ablations.yaml": "05_ablations", "prior.yaml": "00_build_prior"}
+TOP_FILES = {"ablations.yaml": "05_ablations", "ipc50.yaml": "05_ablations", "prior.yaml": "00_build_prior"}
 PRESETS = sorted((ROOT / "notebooks" / "params").rglob("*.yaml"))
 
 
@@ -285,3 +285,13 @@ def test_ipc_is_bounded_by_per_class_limit(notebook, monkeypatch, tmp_path):
     params.check(notebook, {**d, "ipc": 10, "per_class_limit": 10})
     with pytest.raises(params.ParameterError, match=r"`ipc` = 11: per_class_limit = 10 .*ipc <= 10"):
         params.check(notebook, {**d, "ipc": 11, "per_class_limit": 10})
+
+
+def test_selection_sweep_names_match_the_sweeps_module():
+    from coda_utils import sweeps
+
+    assert params.SELECTIONS == tuple(sweeps.SELECTION_POINTS)
+    p = params.notebook_defaults("05")
+    bad = {**p, "sweeps": ["selection"], "selection_grid": ["discovery", "no_such_point"]}
+    with pytest.raises(params.ParameterError, match="selection_grid"):
+        params.check_ablations(bad)
