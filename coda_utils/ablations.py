@@ -153,8 +153,9 @@ def selection_table(points: pd.DataFrame) -> tuple[str, str]:
     representatives came from (mean over seeds of the count per exactly-IPC strategy, every
     class), and its paired contrasts (95 % t interval over the shared seeds,
     :func:`coda_utils.stats.contrast`) with each of
-    :data:`SELECTION_REFERENCES`. The sentence says which explanations the intervals support:
-    a one-change variant of discovery whose interval against discovery is above 0."""
+    :data:`SELECTION_REFERENCES`. The sentence says whether discovery is below random real on this
+    cut and which explanations the intervals support: a one-change variant of discovery whose
+    interval against discovery is above 0."""
     from .stats import contrast
 
     order = [n for n in SELECTION_POINTS if n in set(points["selection"])]
@@ -187,9 +188,15 @@ def selection_table(points: pd.DataFrame) -> tuple[str, str]:
         c = contrasts["discovery", "random_real"]
         said.append(f"At IPC {ipc} discovery minus random real is {c['diff']:+.1f} points "
                     f"({_interval(c)}, {c['n_pairs'] or min(c['n_a'], c['n_b'])} seeds: {c['verdict']})")
+    gap = ("discovery", "random_real") in contrasts and contrasts["discovery", "random_real"]["high"] < 0
+    if ("discovery", "random_real") in contrasts and not gap:
+        said.append("so this cut shows no gap below random real for a change of discovery to close")
     tested = {n: contrasts[n, "discovery"] for n in _EXPLANATIONS if (n, "discovery") in contrasts}
     if tested and any(np.isnan(c["low"]) for c in tested.values()):
         said.append("too few paired seeds for an interval: no explanation is tested")
+    elif tested and not gap and not any(c["low"] > 0 or c["high"] < 0 for c in tested.values()):
+        said.append("no one-change variant moves it beyond its interval (" + ", ".join(
+            f"{n} {c['diff']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]" for n, c in tested.items()) + ")")
     elif tested:
         helps = [n for n, c in tested.items() if c["low"] > 0]
         for n in helps:

@@ -174,3 +174,15 @@ def test_the_selection_table_names_the_explanation_the_intervals_support():
     assert "discovery_pca is not above discovery" in note
     assert "discovery minus random real is -2.0 points" in note and "random_real higher" in note
     assert "above random real: discovery_pixels" in note
+
+
+def test_the_selection_table_says_when_there_is_no_gap_to_explain():
+    """Discovery not below random real on the cut, and no variant beyond its interval: the sentence
+    says there is nothing to close and names no cause."""
+    rows = []
+    for s in range(3):
+        for name, acc in {"discovery": 80 + s, "discovery_unscaled": 80 + s + (-1) ** s * 0.3,
+                          "random_real": 80 + s + (-1) ** s * 0.4}.items():
+            rows.append({"sweep": "selection", "selection": name, "selection_seed": s, "acc": acc, "ipc": 50})
+    _, note = ablations.selection_table(pd.DataFrame(rows))
+    assert "no gap below random real" in note and "no one-change variant moves it" in note and "as a cause" not in note
