@@ -224,7 +224,7 @@ def run_generate(p: dict) -> dict:
     from . import rundir, scale, setfolder
 
     run = rundir.RunDir(p["run_dir"])
-    cache = _cache(run)
+    _cache(run)  # a latent cache of stage 1 is there (else a one-line error naming --out)
     seeds = rundir.selection_seeds(p["selection_seeds"])
     if "coda_g" in p["methods"]:
         missing = [s for s in seeds if not run.discovery(p["ipc"], s).is_file()]
@@ -232,7 +232,6 @@ def run_generate(p: dict) -> dict:
             raise UsageError(f"--methods coda_g: no discovery for --ipc {p['ipc']} and seed(s) {' '.join(map(str, missing))} "
                              f"in {run.root / 'discovery'}; run `coda discover` with the same --out, --ipc and --seeds "
                              "first (or `coda distill`)")
-    del cache
     dirs = {(m, s): run.set_dir(m, p["ipc"], s, p["set_suffix"]) for m in p["methods"] for s in seeds}
     kept = {k for k, d in dirs.items() if setfolder.is_finished(d)}
     t0 = time.perf_counter()
