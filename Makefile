@@ -45,12 +45,13 @@ SEEDS_YAML := [$(subst $(space),$(comma)$(space),$(strip $(SEEDS)))]
 # 03 makes the sets of GEN_METHODS (its tutorial default makes coda_g only)
 GEN_METHODS_YAML := [$(subst $(space),$(comma)$(space),$(strip $(GEN_METHODS)))]
 
-.PHONY: study full soft-labels run publish readme paper test unit lint nbval notebooks lab prior data bench check-cuda lock clean-venv help
+.PHONY: study full soft-labels selection-generation run publish readme paper test unit lint nbval notebooks lab prior data bench check-cuda lock clean-venv help
 
 help:
 	@echo "make study   the study on the embedded world: IPC 10, 5 selection seeds, every method ($(RUN_DIR)/, results/study.csv, README tables)"
 	@echo "make full    the full protocol (dc, 300 epochs) at IPC 1, 10 and 50, 5 selection seeds (hours on a CPU)"
 	@echo "make soft-labels   the soft-label protocol (rded, a teacher's labels) on the full run's IPC-10 sets (results/soft_labels.csv)"
+	@echo "make selection-generation   CoDA-G guided by the k-means and herding sets beside coda_g and the selections, IPC 1 and 10 (results/selection_generation.csv)"
 	@echo "make test    the import contracts (make lint), unit tests, and nbval: the stored notebooks re-executed and compared"
 	@echo "make lint   the import contracts of coda_utils's layers (pyproject.toml [tool.importlinter], docs/layout.md)"
 	@echo "make notebooks   re-execute notebooks/ in place at their (tutorial) defaults, 00 -> 06, in notebooks/runs/tutorial"
@@ -230,6 +231,23 @@ soft-labels: data
 	$(if $(filter full,$(SOFT_RUN)),$(PY) -m coda_utils.report collect $(SOFT_DIR) --labels soft --out results/soft_labels.csv && \
 	$(PY) -m coda_utils.report readme README.md &&) \
 	echo "make soft-labels: $(SOFT_DIR) done in $$(( $$(date +%s) - start )) s"
+
+# Selection x generation (issue 27, beyond the paper): does guided generation add anything to the
+# selection it follows? CoDA-G from the k-means and herding sets (coda_g_kmeans, coda_g_herding:
+# the same sampler, gamma and noise seeds as coda_g, only the representatives change) beside
+# coda_g and the three selections, SG_IPCS, the study's protocol (STUDY_EPOCHS, fp32, SEEDS), into
+# runs/selection-generation and results/selection_generation.csv (README block selection-generation).
+SG_RUN ?= selection-generation
+SG_IPCS ?= 1 10
+SG_GEN := coda_g coda_g_kmeans coda_g_herding
+SG_EVALS = $(foreach i,$(SG_IPCS),$(foreach m,$(SG_GEN) coda_r kmeans herding,runs/$(SG_RUN)/eval/$(m)_ipc$(i)/04_evaluate.ipynb))
+selection-generation: data
+	@start=$$(date +%s); \
+	$(THREAD_ENV) $(MAKE) --no-print-directory -j$(JOBS) $(if $(REDO),-B) RUN=$(SG_RUN) IPCS="$(SG_IPCS)" \
+	    GEN_METHODS="$(SG_GEN)" EPOCHS=$(STUDY_EPOCHS) $(SG_EVALS) && \
+	$(if $(filter selection-generation,$(SG_RUN)),$(PY) -m coda_utils.report collect runs/$(SG_RUN) --labels hard \
+	    --out results/selection_generation.csv && $(PY) -m coda_utils.report readme README.md &&) \
+	echo "make selection-generation: runs/$(SG_RUN) done in $$(( $$(date +%s) - start )) s"
 
 readme: $(STAMP)
 	$(PY) -m coda_utils.report readme README.md

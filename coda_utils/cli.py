@@ -31,15 +31,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__, params
+from .rundir import DETERMINISTIC, GENERATED_METHODS, GUIDED_BY, REAL_METHODS
 
 __all__ = ["main", "build_parser", "stage_parameters", "PRIOR", "REAL", "GENERATED", "OPTIONS"]
 
 #: the shipped prior (found relative to the repository root from any working directory)
 PRIOR = "data/models/fashion-prior"
-#: the selections of real images stage 2 exports (coda_utils.scale.REAL_METHODS)
-REAL = ("coda_r", "kmeans", "herding")
-#: the generated sets stage 3 makes (notebook 03's ``methods``)
-GENERATED = ("coda_g", "unguided", "text_prompt")
+#: the selections of real images stage 2 exports, and the generated sets stage 3 makes (notebook 03's
+#: ``methods``): :data:`coda_utils.rundir.REAL_METHODS`, :data:`coda_utils.rundir.GENERATED_METHODS`
+REAL = REAL_METHODS
+GENERATED = GENERATED_METHODS
 #: each command's stages and their notebooks
 NOTEBOOKS = {"encode": "01_encode", "discover": "02_discover", "generate": "03_generate", "evaluate": "04_evaluate"}
 CHAINS = {"distill": ("encode", "discover", "generate"), "encode": ("encode",), "discover": ("discover",),
@@ -232,6 +233,14 @@ def run_generate(p: dict) -> dict:
             raise UsageError(f"--methods coda_g: no discovery for --ipc {p['ipc']} and seed(s) {' '.join(map(str, missing))} "
                              f"in {run.root / 'discovery'}; run `coda discover` with the same --out, --ipc and --seeds "
                              "first (or `coda distill`)")
+    for m in p["methods"]:
+        follows = GUIDED_BY.get(m, "coda_r")
+        missing = [s for s in seeds if follows != "coda_r" and not setfolder.is_finished(
+            run.set_dir(follows, p["ipc"], None if follows in DETERMINISTIC else s))]
+        if missing:
+            raise UsageError(f"--methods {m}: no {follows} set for --ipc {p['ipc']} and seed(s) "
+                             f"{' '.join(map(str, missing))} in {run.root / 'sets'}; run `coda discover --methods {follows}` "
+                             "with the same --out, --ipc and --seeds first (or `coda distill`)")
     dirs = {(m, s): run.set_dir(m, p["ipc"], s, p["set_suffix"]) for m in p["methods"] for s in seeds}
     kept = {k for k, d in dirs.items() if setfolder.is_finished(d)}
     t0 = time.perf_counter()
@@ -281,8 +290,9 @@ def cmd_generate(args) -> None:
 
 def cmd_distill(args) -> None:
     settings = _settings(args, "distill")
-    real = [m for m in args.methods if m in REAL]
     generated = [m for m in args.methods if m in GENERATED]
+    # the selections asked for, and those a guided method follows (coda_g_kmeans: the k-means set)
+    real = [m for m in REAL if m in args.methods or m in {GUIDED_BY.get(g) for g in generated} - {"coda_r"}]
     # every stage's parameters checked before any work starts
     p1 = stage_parameters("encode", _encode_values(args), settings)
     p2 = stage_parameters("discover", _discover_values(args), settings)

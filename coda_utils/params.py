@@ -31,6 +31,7 @@ __all__ = ["ParameterError", "SPECS", "ADVANCED", "check", "fill_defaults", "adv
 
 
 from .errors import ParameterError  # the errors module owns it (the data layer raises it too)
+from .rundir import GENERATED_METHODS
 
 
 Checker = Callable[[str, Any, Mapping[str, Any]], None]
@@ -281,7 +282,7 @@ SPECS: dict[str, dict[str, Checker]] = {
         "guide_fraction": number(0.0, 1.0), "variant": choice(("reference", "normalized")), "cfg_scale": number(1.0),
         "steps": integer(1), "batch_size": integer(1), "selection_seeds": seeds(),
         "prompt_template": text(pattern=r"(?s).*\{\}.*", what="a string with one {} where the class name goes"),
-        "methods": list_of(choice(("unguided", "text_prompt", "coda_g"))), "set_suffix": text(pattern=r"[A-Za-z0-9_.\-]*",
+        "methods": list_of(choice(GENERATED_METHODS)), "set_suffix": text(pattern=r"[A-Za-z0-9_.\-]*",
                                                                                             what="letters, digits, _ . -"),
         "device": device(), "dtype": choice(DTYPES), "threads": integer(1, none=True), "attention_slicing": boolean(),
         "vae_tiling": boolean(), **LIMITS, "judge_dir": directory(none=True, shipped=True), "trajectory_class": integer(0), "step_shown": integer(0), **COMMON,

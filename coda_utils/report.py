@@ -57,12 +57,12 @@ from . import evaluation, stats
 # underscored names too)
 from .report_findings import (_and, _at, _by_ipc, _finding_values, _verdicts, CEILING_GOAL, FINDING_SOURCES, FINDINGS,
                               answers, findings, full_protocol_findings, prior_quality, quote, round_trip_reading,
-                              run_summary, study_summary)
+                              run_summary, selection_generation_reading, study_summary)
 from .report_costs import cost_table
 from .report_tables import (_SETTING_LABELS, _caption, _join, _network_spread, _order, _varying, FULL_PROTOCOL_RESULTS,
-                            PRIOR_V1_RESULTS, ROOT, STUDY_RESULTS, ablation_tables, attribute_table, full_protocol_table,
-                            numerics_table, precision_table, round_trip_table, soft_label_table, study_table, teachers_file,
-                            throughput_table)
+                            PRIOR_V1_RESULTS, ROOT, SELECTION_GENERATION_RESULTS, STUDY_RESULTS, ablation_tables, attribute_table, full_protocol_table,
+                            numerics_table, precision_table, round_trip_table, selection_generation_table,
+                            soft_label_table, study_table, teachers_file, throughput_table)
 
 __all__ = ["BLOCKS", "render_block", "update_readme", "main", "collect", "study_table", "full_protocol_table",
            "soft_label_table", "ablation_tables", "precision_table", "throughput_table", "round_trip_table",
@@ -122,6 +122,9 @@ BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
     "ablations": ("results/ablations.csv", ablation_tables),
     # why discovery falls below random real at IPC 50 (notebooks/params/ipc50.yaml, issue 27)
     "ablations-ipc50": ("results/ablations_ipc50.csv", ablation_tables),
+    # does guided generation add anything to the selection it follows (make selection-generation, issue 27)
+    "selection-generation": (SELECTION_GENERATION_RESULTS, selection_generation_table),
+    "selection-generation-reading": (SELECTION_GENERATION_RESULTS, selection_generation_reading),
     "vae-round-trip": ("results/vae_round_trip.csv", round_trip_table),
     "precision": ("results/bench_evaluation_accuracy.csv", precision_table),
     "precision-fast": ("results/bench_evaluation_accuracy_fast.csv", precision_table),

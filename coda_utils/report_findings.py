@@ -17,7 +17,7 @@ import pandas as pd
 from . import evaluation, stats
 from .report_tables import PRIOR_V1_RESULTS, ROOT, STUDY_RESULTS
 
-__all__ = ["quote", "CEILING_GOAL", "full_protocol_findings", "round_trip_reading", "prior_quality", "FINDINGS",
+__all__ = ["quote", "CEILING_GOAL", "full_protocol_findings", "selection_generation_reading", "round_trip_reading", "prior_quality", "FINDINGS",
            "FINDING_SOURCES", "findings", "answers", "run_summary", "study_summary"]
 
 
@@ -143,6 +143,41 @@ def full_protocol_findings(df: pd.DataFrame, source: str, root: str | Path = ROO
                 text += (f"; G - R is {quote(a)} there ({a['verdict']}) and {quote(b)} here ({b['verdict']})")
             lines.append(text + ".")
     return "\n".join([f"Read from {', '.join(sources)} (95 % t intervals over selection seeds, points):", ""] + lines)
+
+
+#: what generation adds to each selection: the guided method -> the selection it follows
+_GENERATION_OF = {"coda_g": "coda_r", "coda_g_kmeans": "kmeans", "coda_g_herding": "herding"}
+
+
+def selection_generation_reading(df: pd.DataFrame, source: str) -> str:
+    """The paragraph that says what guided generation adds to each selection, per IPC, and
+    whether the selection it follows matters (from ``results/selection_generation.csv``)."""
+    from .report_tables import selection_generation_contrasts
+
+    found = _by_ipc(selection_generation_contrasts(df))
+    ipcs = sorted({i for _, i in found})
+    adds = [f"{g} - {r}" for g, r in _GENERATION_OF.items()]
+    parts = []
+    for i in ipcs:
+        here = {n: found[n, i] for n in adds if (n, i) in found}
+        gains = [n.split(" - ")[1] for n, r in here.items() if r["low"] > 0]
+        losses = [n.split(" - ")[1] for n, r in here.items() if r["high"] < 0]
+        same = [n.split(" - ")[1] for n in here if n.split(" - ")[1] not in gains + losses]
+        said = ([f"adds to {_and(gains)}" ] if gains else []) + ([f"loses to {_and(losses)}"] if losses else []) + (
+            [f"is not distinguishable from {_and(same)}"] if same else [])
+        parts.append(f"at IPC {i} generation {'; it '.join(said)} ("
+                     + ", ".join(f"`{n}` {quote(r)}" for n, r in here.items()) + ")")
+    follow = []
+    for other in ("coda_g_kmeans", "coda_g_herding"):
+        name = f"{other} - coda_g"
+        if any((name, i) in found for i in ipcs):
+            follow.append(f"`{name}` {_at(found, name, ipcs)} ({_verdicts(found, name, ipcs)})")
+    text = ("**What generation adds to a selection** (beyond the paper; the study's protocol, rendered from `"
+            f"{source}`): guided from the images a selection picked, with the same sampler, guidance scale and noise "
+            "seeds, " + "; ".join(parts) + ".")
+    if follow:
+        text += " Which selection the generator follows: " + "; ".join(follow) + "."
+    return text
 
 
 def round_trip_reading(df: pd.DataFrame, source: str) -> str:

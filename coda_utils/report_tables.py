@@ -26,7 +26,8 @@ import pandas as pd
 from . import evaluation, stats
 from .results import _pm
 
-__all__ = ["ROOT", "STUDY_RESULTS", "FULL_PROTOCOL_RESULTS", "PRIOR_V1_RESULTS", "study_table", "full_protocol_table",
+__all__ = ["ROOT", "STUDY_RESULTS", "FULL_PROTOCOL_RESULTS", "SELECTION_GENERATION_RESULTS", "PRIOR_V1_RESULTS",
+           "study_table", "full_protocol_table", "selection_generation_table", "selection_generation_contrasts",
            "teachers_file", "soft_label_table", "ablation_tables", "round_trip_table", "precision_table",
            "throughput_table", "numerics_table", "attribute_table", "Table", "to_markdown", "to_latex", "summary_cells", "contrast_cells",
            "full_protocol_cells", "round_trip_cells", "ablation_cells", "LATEX_DIR", "latex_tables",
@@ -37,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: ``full-protocol``), which a table or a sentence of another block reads beside its own file
 STUDY_RESULTS = "results/study.csv"
 FULL_PROTOCOL_RESULTS = "results/full_protocol.csv"
+#: selection x generation (``make selection-generation``): CoDA-G from the k-means and herding sets
+SELECTION_GENERATION_RESULTS = "results/selection_generation.csv"
 #: where the results made with the first embedded prior were moved when the second was shipped
 PRIOR_V1_RESULTS = "results/prior_v1"
 
@@ -223,6 +226,35 @@ def full_protocol_table(df: pd.DataFrame, source: str) -> str:
     table = _full_protocol_contrasts(df)
     if not table.empty:
         lines += ["", _FULL_CONTRASTS, "", to_markdown(contrast_cells(table))]
+    return "\n".join(lines)
+
+
+_SG_CONTRASTS = ("Selection x generation, paired contrasts per IPC (difference A - B in points, 95 % t interval over "
+                 "selection seeds; herding is one set, entered with its networks, Welch t):")
+
+
+def selection_generation_contrasts(df: pd.DataFrame) -> pd.DataFrame:
+    """:data:`coda_utils.stats.SELECTION_GENERATION_CONTRASTS` per IPC, in their order."""
+    table = stats.contrasts(df, stats.SELECTION_GENERATION_CONTRASTS)
+    if table.empty:
+        return table
+    order = {c.name: i for i, c in enumerate(stats.SELECTION_GENERATION_CONTRASTS)}
+    return table.assign(_o=table["contrast"].map(order)).sort_values(["ipc", "_o"], kind="stable").drop(columns="_o")
+
+
+def _selection_generation_caption(df: pd.DataFrame, source: str) -> str:
+    return (_caption(df, source) + " Guided generation (the study's sampler, gamma and noise seeds) from each selection's "
+            "images: `coda_g` from R, `coda_g_kmeans` from the k-means set, `coda_g_herding` from herding's one set; "
+            "mean ± std over selection seeds (seeds x networks; herding: its networks).")
+
+
+def selection_generation_table(df: pd.DataFrame, source: str) -> str:
+    """Selection x generation: methods x IPC (:func:`full_protocol_cells`), then the contrasts
+    of :func:`selection_generation_contrasts`."""
+    lines = [_selection_generation_caption(df, source), "", to_markdown(full_protocol_cells(df))]
+    table = selection_generation_contrasts(df)
+    if not table.empty:
+        lines += ["", _SG_CONTRASTS, "", to_markdown(contrast_cells(table))]
     return "\n".join(lines)
 
 
@@ -464,7 +496,8 @@ def latex_tables(root: str | Path = ROOT) -> dict[str, tuple[Table, str, str]]:
     """The paper's tables from the published result files under ``root`` that exist: name ->
     (cells, source, caption), each built by the same function as its README table: ``study`` and
     ``study_contrasts`` (``results/study.csv``), ``full_protocol`` and ``full_protocol_contrasts``
-    (``results/full_protocol.csv``), ``vae_round_trip`` (``results/vae_round_trip.csv``) and
+    (``results/full_protocol.csv``), ``selection_generation`` and ``selection_generation_contrasts``
+    (``results/selection_generation.csv``), ``vae_round_trip`` (``results/vae_round_trip.csv``) and
     ``ablation_<sweep>`` (``results/ablations.csv``; ``ablation_selection_ipc50``:
     ``results/ablations_ipc50.csv``)."""
     root = Path(root)
@@ -484,6 +517,14 @@ def latex_tables(root: str | Path = ROOT) -> dict[str, tuple[Table, str, str]]:
         if not table.empty:
             out["full_protocol_contrasts"] = (contrast_cells(table), FULL_PROTOCOL_RESULTS,
                                               _FULL_CONTRASTS.rstrip(":") + f". Source: `{FULL_PROTOCOL_RESULTS}`.")
+    if (root / SELECTION_GENERATION_RESULTS).is_file():
+        df = evaluation.read_results(root / SELECTION_GENERATION_RESULTS)
+        out["selection_generation"] = (full_protocol_cells(df), SELECTION_GENERATION_RESULTS,
+                                       _selection_generation_caption(df, SELECTION_GENERATION_RESULTS))
+        table = selection_generation_contrasts(df)
+        if not table.empty:
+            out["selection_generation_contrasts"] = (contrast_cells(table), SELECTION_GENERATION_RESULTS,
+                                                     _SG_CONTRASTS.rstrip(":") + f". Source: `{SELECTION_GENERATION_RESULTS}`.")
     source = "results/vae_round_trip.csv"
     if (root / source).is_file():
         caption, cells = _round_trip(pd.read_csv(root / source), source)

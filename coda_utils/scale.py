@@ -33,9 +33,10 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 
 from . import parallel, params
+from .rundir import GUIDED_BY, REAL_METHODS  # the run folder's method names (REAL_METHODS re-exported)
 
 __all__ = ["notebook_parameters", "encode", "discovery_inputs", "discover", "Discovered", "REAL_METHODS", "generate",
-           "evaluate", "generate_sets", "ablate", "main"]
+           "evaluate", "generate_sets", "selection_latents", "ablate", "main"]
 
 STAGES = {"01": "01_encode.ipynb", "02": "02_discover.ipynb", "03": "03_generate.ipynb", "04": "04_evaluate.ipynb",
           "05": "05_ablations.ipynb"}
@@ -81,10 +82,6 @@ def encode(p: dict, procs=None):
                                    batch_size=p["batch_size"], device=device, dtype=getattr(torch, p["dtype"]),
                                    rebuild=p["rebuild"], progress=p["progress"], num_workers=p["num_workers"],
                                    processes=procs)
-
-
-#: the selections of real images notebook 02 makes for every seed: R, k-means nearest-real, herding
-REAL_METHODS = ("coda_r", "kmeans", "herding")
 
 
 class Discovered(NamedTuple):
@@ -236,27 +233,70 @@ def discover(p: dict, methods: Sequence[str] = REAL_METHODS, *, target=None, cac
     return Discovered(discoveries, selections, sets, found)
 
 
-def generate_sets(run, target, policy, z_reps: dict, pipe, guidance, p: dict, refiner_pipe=None, procs=None) -> dict:
+def selection_latents(run, cache, method: str, ipc: int, seed: int | None) -> list:
+    """The latents of a real selection's images, class by class in the set's order (float32,
+    ``IPC x C x h x w`` each): the set folder ``sets/<method>_ipcN_seedS/`` (of
+    :data:`REAL_METHODS`; herding: its one set) names its images by source index, and the run's
+    latent cache holds their latents. What ``coda_g_kmeans`` and ``coda_g_herding`` are guided by.
+
+    Raises:
+        FileNotFoundError: the set is not (finished) in the run folder: run notebook 02 first.
+        ValueError: an image of the set is not in the latent cache, or a class has another count.
+    """
+    import numpy as np
+
+    from . import rundir, setfolder
+
+    set_dir = run.set_dir(method, ipc, None if method in rundir.DETERMINISTIC else seed)
+    if not setfolder.is_finished(set_dir):
+        raise FileNotFoundError(f"{set_dir}: no finished {method} set at IPC {ipc}; run notebook 02 (coda discover "
+                                f"--methods {method}) with these selection seeds first")
+    wanted = setfolder.read_manifest(set_dir)["source_indices"]
+    where = {}  # source index -> (class, row of the class's latents)
+    for c in range(cache.num_classes):
+        where.update((int(i), (c, r)) for r, i in enumerate(cache.source_indices(c)))
+    missing = [i for i in wanted if int(i) not in where]
+    if missing:
+        raise ValueError(f"{set_dir}: {len(missing)} of its images (source indices {missing[:5]}) are not in the latent "
+                         f"cache {cache.root}: the set was made from another dataset or limit; run notebook 02 again")
+    rows = [[r for c2, r in (where[int(i)] for i in wanted) if c2 == c] for c in range(cache.num_classes)]
+    if any(len(r) != ipc for r in rows):
+        raise ValueError(f"{set_dir}: {[len(r) for r in rows]} images per class, not IPC {ipc}; run notebook 02 again")
+    return [np.asarray(cache.latents(c)[r], dtype=np.float32) for c, r in enumerate(rows)]
+
+
+def generate_sets(run, target, policy, z_reps: dict, pipe, guidance, p: dict, refiner_pipe=None, procs=None,
+                  cache=None) -> dict:
     """Every generated set of notebook 03 (``p["methods"]`` x selection seeds), as
     :func:`coda_utils.alignment.generate_set` makes them: ``unguided`` from the class names,
     ``text_prompt`` from ``p["prompt_template"]``, ``coda_g`` guided by the seed's
-    representatives ``z_reps[seed]``. Returns ``{(method, seed): set folder}``."""
-    from . import alignment, rundir
+    representatives ``z_reps[seed]``, ``coda_g_kmeans`` / ``coda_g_herding`` guided by the images
+    of the seed's k-means / herding set (:func:`selection_latents`, from ``cache``, the run's
+    latent cache, loaded when not given): the same sampler, guidance and noise seeds as
+    ``coda_g``. Returns ``{(method, seed): set folder}``."""
+    from . import alignment, encoding, rundir
 
+    if cache is None and any(GUIDED_BY.get(m, "coda_r") != "coda_r" for m in p["methods"]):
+        cache = encoding.LatentCache.load(run.latents)
     out = {}
     for s in rundir.selection_seeds(p["selection_seeds"]):
+        guides = {m: z_reps[s] if GUIDED_BY[m] == "coda_r" else selection_latents(run, cache, GUIDED_BY[m], p["ipc"], s)
+                  for m in p["methods"] if m in GUIDED_BY}
         plans = {
             "unguided": dict(prompts=target.prompts, z_reps=None),
             "text_prompt": dict(prompts=[p["prompt_template"].format(n) for n in target.prompts], z_reps=None),
-            "coda_g": dict(prompts=target.prompts, z_reps=z_reps[s]),
+            **{m: dict(prompts=target.prompts, z_reps=z) for m, z in guides.items()},
         }
         for name in p["methods"]:
+            extra = {"selection_seed": s, "resize_policy": policy.to_dict()}
+            if GUIDED_BY.get(name, "coda_r") != "coda_r":  # (coda_g's manifest stays as it was)
+                extra["guided_by"] = GUIDED_BY[name]
             out[name, s] = alignment.generate_set(
                 pipe, run.set_dir(name, p["ipc"], s, p["set_suffix"]), target.classes, ipc=p["ipc"], guidance=guidance,
                 cfg_scale=p["cfg_scale"], steps=p["steps"], seed=s, batch_size=p["batch_size"], native_size=policy.native,
                 resize=policy.mode, method=name, model_id=str(p["model"]), refiner=refiner_pipe,
                 refiner_start=p["refiner_start"], progress=p["progress"] and parallel.is_main(procs),
-                extra={"selection_seed": s, "resize_policy": policy.to_dict()}, processes=procs, **plans[name])
+                extra=extra, processes=procs, **plans[name])
     return out
 
 
@@ -268,7 +308,8 @@ def generate(p: dict, procs=None) -> dict:
         torch.set_num_threads(p["threads"])
     run = rundir.RunDir(p["run_dir"])
     target = _target(p)
-    policy = encoding.LatentCache.load(run.latents).policy
+    cache = encoding.LatentCache.load(run.latents)
+    policy = cache.policy
     target = target.with_policy(policy)
     z_reps = {}  # the representatives of notebook 02, only for the guided sets
     for s in rundir.selection_seeds(p["selection_seeds"]) if "coda_g" in p["methods"] else []:
@@ -279,7 +320,7 @@ def generate(p: dict, procs=None) -> dict:
     refiner = None if p["refiner"] is None else alignment.load_pipeline(p["refiner"], device, dtype, p["attention_slicing"],
                                                                         p["vae_tiling"])
     guidance = alignment.GuidanceConfig(gamma=p["gamma"], guide_fraction=p["guide_fraction"], variant=p["variant"])
-    return generate_sets(run, target, policy, z_reps, pipe, guidance, p, refiner, procs)
+    return generate_sets(run, target, policy, z_reps, pipe, guidance, p, refiner, procs, cache=cache)
 
 
 def evaluate(p: dict, procs=None):

@@ -13,8 +13,10 @@ selection seeds. For each experiment setting (IPC, architecture, protocol, epoch
    independent across seeds, so the interval is valid whatever the pairing shares. When every
    seed's difference is the same value the interval has zero width at that value (p 0, or 1
    for a difference of 0), where scipy would give NaN.
-3. when the seeds differ (or a method is deterministic, one set), Welch's t interval over the
-   per-seed values (``scipy.stats.ttest_ind(equal_var=False)``) is used instead.
+3. when the seeds differ, Welch's t interval over the per-seed values
+   (``scipy.stats.ttest_ind(equal_var=False)``) is used instead; a deterministic method (one set,
+   herding) enters with its networks' values, whose spread is the networks' alone, and is never
+   paired (its networks are not the other method's seeds).
 
 An interval that covers 0 means "not distinguishable" at this number of seeds; nothing here is
 a claim about more draws than were made.
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Contrast", "STUDY_CONTRASTS", "per_seed", "contrast", "contrasts", "format_contrasts", "verdict"]
+__all__ = ["Contrast", "STUDY_CONTRASTS", "SELECTION_GENERATION_CONTRASTS", "per_seed", "contrast", "contrasts", "format_contrasts", "verdict"]
 
 #: the columns that make one experiment setting (besides the method)
 SETTING_COLUMNS = ["ipc", "arch", "protocol", "epochs", "precision", "teacher"]
@@ -58,6 +60,16 @@ STUDY_CONTRASTS = (
     Contrast("vae_random_real", "random_real", "what does the VAE round trip cost random real?"),
 )
 
+#: selection x generation (beyond the paper): what guided generation adds to a selection, and
+#: whether the selection it follows matters (:data:`coda_utils.rundir.SELECTION_GENERATION_METHODS`)
+SELECTION_GENERATION_CONTRASTS = (
+    Contrast("coda_g", "coda_r", "what does generation add to discovery's selection?"),
+    Contrast("coda_g_kmeans", "kmeans", "what does generation add to k-means' selection?"),
+    Contrast("coda_g_herding", "herding", "what does generation add to herding's selection?"),
+    Contrast("coda_g_kmeans", "coda_g", "does guided generation do better from k-means' images than from R?"),
+    Contrast("coda_g_herding", "coda_g", "does guided generation do better from herding's images than from R?"),
+)
+
 
 def per_seed(df: pd.DataFrame, value: str = "acc") -> pd.DataFrame:
     """One row per (method, setting, selection seed): ``value`` averaged over that set's
@@ -80,9 +92,11 @@ def verdict(low: float, high: float, a: str, b: str) -> str:
     return "not distinguishable"
 
 
-def contrast(a: pd.Series, b: pd.Series, level: float = 0.95, a_name: str = "a", b_name: str = "b") -> dict:
+def contrast(a: pd.Series, b: pd.Series, level: float = 0.95, a_name: str = "a", b_name: str = "b",
+             paired: bool = True) -> dict:
     """The contrast ``mean(a) - mean(b)`` of two methods' per-seed values (Series indexed by
-    selection seed), with its ``level`` confidence interval (see the module docstring).
+    selection seed), with its ``level`` confidence interval (see the module docstring);
+    ``paired=False``: Welch's t whatever the indices (a deterministic method's networks).
 
     Returns:
         ``diff``, ``low``, ``high``, ``p`` (two-sided), ``test`` (``"paired t"`` or
@@ -94,7 +108,7 @@ def contrast(a: pd.Series, b: pd.Series, level: float = 0.95, a_name: str = "a",
     common = a.index.intersection(b.index)
     out = {"n_a": len(a), "n_b": len(b), "n_pairs": 0, "diff": float(a.mean() - b.mean()) if len(a) and len(b) else np.nan,
            "low": np.nan, "high": np.nan, "p": np.nan, "test": ""}
-    paired = len(common) >= 2 and len(common) == len(a) == len(b)
+    paired = paired and len(common) >= 2 and len(common) == len(a) == len(b)
     if paired:
         d = a.loc[common].to_numpy(float) - b.loc[common].to_numpy(float)
         out.update(n_pairs=len(common), diff=float(d.mean()), test="paired t")
@@ -126,11 +140,19 @@ def contrasts(df: pd.DataFrame, pairs=STUDY_CONTRASTS, value: str = "acc", level
     rows = []
     for key, part in seeds.groupby(setting, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        values = {m: g.set_index("selection_seed")[value] for m, g in part.groupby("method")}
+        values, one_set = {}, set()
+        for m, g in part.groupby("method"):
+            if len(g) == 1 and int(g["networks"].iloc[0]) >= 2:  # one set (herding): its networks' values
+                nets = df[df["method"] == m].merge(pd.DataFrame([dict(zip(setting, key))]), on=setting)
+                values[m] = nets[value].reset_index(drop=True)
+                one_set.add(m)
+            else:
+                values[m] = g.set_index("selection_seed")[value]
         for c in pairs:
             if c.a in values and c.b in values:
                 rows.append({**dict(zip(setting, key)), "contrast": c.name, "question": c.question,
-                             **contrast(values[c.a], values[c.b], level, c.a, c.b)})
+                             **contrast(values[c.a], values[c.b], level, c.a, c.b,
+                                        paired=not {c.a, c.b} & one_set)})
     return pd.DataFrame(rows)
 
 

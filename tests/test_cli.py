@@ -239,6 +239,15 @@ def test_distill_then_evaluate_with_the_shipped_prior(capsys, tree, tmp_path):
     assert code == 0 and out.count("(found in results)") == 2
     assert len(evaluation.read_results(run / "eval" / "coda_r_ipc3" / "results.csv")) == 2
 
+    # guided generation from the k-means set: refused, one line, until that set is there; distill exports it
+    gen = ["--data-root", tree / "train", "--out", run, "--ipc", 3, "--seeds", 0, 1, "--steps", 3, "--no-progress"]
+    code, out, err = _coda(capsys, "generate", *gen, "--methods", "coda_g_kmeans")
+    assert code == 2 and "--methods coda_g_kmeans: no kmeans set" in err and "coda discover --methods kmeans" in err
+    code, out, err = _coda(capsys, "distill", *gen, "--methods", "coda_g_kmeans")
+    assert code == 0, err
+    assert "kmeans (seed 1)" in out and "coda_g_kmeans (seed 1)" in out
+    assert json.loads((run / "sets" / "coda_g_kmeans_ipc3_seed0" / "manifest.json").read_text())["guided_by"] == "kmeans"
+
 
 @pytest.mark.slow
 def test_distill_with_a_tiny_sdxl_structured_pipeline(capsys, tree, tmp_path):

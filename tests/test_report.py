@@ -240,3 +240,35 @@ def test_the_findings_sentences_quote_the_rows_they_read():
     g = found[(found["contrast"] == "coda_g - coda_r") & (found["run"] == "study") & (found["ipc"] == 10)].iloc[0]
     assert f"G against R at IPC 10: {report.quote(g)} with {g['epochs']} epochs" in text
     assert text.count("k-means is ") == 1 and "herding is " in text
+
+
+def _selection_generation_rows():
+    rows = []
+    base = {"coda_r": 70.0, "kmeans": 71.0, "herding": 69.0, "coda_g": 68.0, "coda_g_kmeans": 68.5, "coda_g_herding": 69.0}
+    for ipc, shift in ((1, -30.0), (10, 0.0)):
+        for m, acc in base.items():
+            for s in range(5):
+                one_set = m == "herding"
+                rows.append({"method": m, "ipc": ipc, "arch": "convnet3", "protocol": "dc",
+                             "selection_seed": 0 if one_set else s, "seed": 1000 * s,
+                             "acc": acc + shift + 0.3 * ((s * 7) % 3), "acc_best": acc, "train_seconds": 1.0,
+                             "epochs": 100, "precision": "fp32"})
+    return pd.DataFrame(rows)
+
+
+def test_selection_generation_table_and_reading_quote_the_same_contrasts():
+    df = _selection_generation_rows()
+    source = "results/selection_generation.csv"
+    table = report.selection_generation_table(df, source)
+    text = report.selection_generation_reading(df, source)
+    from coda_utils.report_tables import selection_generation_contrasts
+
+    contrasts = selection_generation_contrasts(df)
+    assert list(contrasts["contrast"].unique()) == [c.name for c in report.stats.SELECTION_GENERATION_CONTRASTS]
+    herd = contrasts[contrasts["contrast"] == "coda_g_herding - herding"]
+    assert set(herd["test"]) == {"Welch t"}  # one set, its networks: never paired with the seeds
+    for r in contrasts.to_dict("records"):
+        assert f"`{r['contrast']}`" in table and report.quote(r) in text
+    # what generation does to each selection, said per IPC from the intervals
+    assert "at IPC 10 generation loses to coda_r and kmeans" in text and "IPC 1" in text
+    assert "| coda_g_kmeans |" in table
