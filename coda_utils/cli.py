@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__, params
-from .rundir import DETERMINISTIC, GENERATED_METHODS, GUIDED_BY, REAL_METHODS
+from .rundir import GENERATED_METHODS, GUIDED_BY, REAL_METHODS, SELECTION_GENERATION_METHODS
 
 __all__ = ["main", "build_parser", "stage_parameters", "PRIOR", "REAL", "GENERATED", "OPTIONS"]
 
@@ -233,10 +233,9 @@ def run_generate(p: dict) -> dict:
             raise UsageError(f"--methods coda_g: no discovery for --ipc {p['ipc']} and seed(s) {' '.join(map(str, missing))} "
                              f"in {run.root / 'discovery'}; run `coda discover` with the same --out, --ipc and --seeds "
                              "first (or `coda distill`)")
-    for m in p["methods"]:
-        follows = GUIDED_BY.get(m, "coda_r")
-        missing = [s for s in seeds if follows != "coda_r" and not setfolder.is_finished(
-            run.set_dir(follows, p["ipc"], None if follows in DETERMINISTIC else s))]
+    for m in [m for m in p["methods"] if m in SELECTION_GENERATION_METHODS]:
+        follows = GUIDED_BY[m]
+        missing = [s for s in seeds if not setfolder.is_finished(run.set_dir(follows, p["ipc"], s))]
         if missing:
             raise UsageError(f"--methods {m}: no {follows} set for --ipc {p['ipc']} and seed(s) "
                              f"{' '.join(map(str, missing))} in {run.root / 'sets'}; run `coda discover --methods {follows}` "
@@ -292,7 +291,7 @@ def cmd_distill(args) -> None:
     settings = _settings(args, "distill")
     generated = [m for m in args.methods if m in GENERATED]
     # the selections asked for, and those a guided method follows (coda_g_kmeans: the k-means set)
-    real = [m for m in REAL if m in args.methods or m in {GUIDED_BY.get(g) for g in generated} - {"coda_r"}]
+    real = [m for m in REAL if m in args.methods or m in {GUIDED_BY[g] for g in generated if g in SELECTION_GENERATION_METHODS}]
     # every stage's parameters checked before any work starts
     p1 = stage_parameters("encode", _encode_values(args), settings)
     p2 = stage_parameters("discover", _discover_values(args), settings)
@@ -497,7 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     _ipc_seeds(p)
     p.add_argument("--methods", nargs="+", choices=GENERATED, default=["coda_g"], metavar="METHOD",
                    help=f"the generated sets, of {', '.join(GENERATED)} (unguided: the class name as the prompt; "
-                        "text_prompt: the prompt template; neither needs a discovery)")
+                        "text_prompt: the prompt template; neither needs a discovery; coda_g_kmeans, coda_g_herding: "
+                        "guided by the k-means / herding set of `coda discover --methods kmeans herding`)")
     _generation_options(p)
     p.set_defaults(func=cmd_generate)
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import evaluation, stats
 from .report_tables import PRIOR_V1_RESULTS, ROOT, STUDY_RESULTS
+from .rundir import GUIDED_BY, SELECTION_GENERATION_METHODS
 
 __all__ = ["quote", "CEILING_GOAL", "full_protocol_findings", "selection_generation_reading", "round_trip_reading", "prior_quality", "FINDINGS",
            "FINDING_SOURCES", "findings", "answers", "run_summary", "study_summary"]
@@ -145,10 +146,6 @@ def full_protocol_findings(df: pd.DataFrame, source: str, root: str | Path = ROO
     return "\n".join([f"Read from {', '.join(sources)} (95 % t intervals over selection seeds, points):", ""] + lines)
 
 
-#: what generation adds to each selection: the guided method -> the selection it follows
-_GENERATION_OF = {"coda_g": "coda_r", "coda_g_kmeans": "kmeans", "coda_g_herding": "herding"}
-
-
 def selection_generation_reading(df: pd.DataFrame, source: str) -> str:
     """The paragraph that says what guided generation adds to each selection, per IPC, and
     whether the selection it follows matters (from ``results/selection_generation.csv``)."""
@@ -156,7 +153,7 @@ def selection_generation_reading(df: pd.DataFrame, source: str) -> str:
 
     found = _by_ipc(selection_generation_contrasts(df))
     ipcs = sorted({i for _, i in found})
-    adds = [f"{g} - {r}" for g, r in _GENERATION_OF.items()]
+    adds = [f"{g} - {r}" for g, r in GUIDED_BY.items()]  # what generation adds to the selection it follows
     parts = []
     for i in ipcs:
         here = {n: found[n, i] for n in adds if (n, i) in found}
@@ -168,7 +165,7 @@ def selection_generation_reading(df: pd.DataFrame, source: str) -> str:
         parts.append(f"at IPC {i} generation {'; it '.join(said)} ("
                      + ", ".join(f"`{n}` {quote(r)}" for n, r in here.items()) + ")")
     follow = []
-    for other in ("coda_g_kmeans", "coda_g_herding"):
+    for other in SELECTION_GENERATION_METHODS:
         name = f"{other} - coda_g"
         if any((name, i) in found for i in ipcs):
             follow.append(f"`{name}` {_at(found, name, ipcs)} ({_verdicts(found, name, ipcs)})")

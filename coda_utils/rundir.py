@@ -44,15 +44,15 @@ STUDY_METHODS = ("random_real", "coda_r", "kmeans", "herding", "unguided", "text
 #: the selections of real images stage 2 (notebook 02, ``coda discover``) exports for every seed:
 #: R, k-means nearest-real, herding
 REAL_METHODS = ("coda_r", "kmeans", "herding")
-#: guided generation from another selection's images (beyond the paper: does generation add
-#: anything to a selection?): the same sampler, guidance scale and noise seeds as ``coda_g``, only
-#: the representatives change
-SELECTION_GENERATION_METHODS = ("coda_g_kmeans", "coda_g_herding")
-#: the generated sets stage 3 (notebook 03's ``methods``, ``coda generate``) makes
-GENERATED_METHODS = ("coda_g", "unguided", "text_prompt", *SELECTION_GENERATION_METHODS)
 #: a guided method -> the selection of :data:`REAL_METHODS` whose images' latents guide it
 #: (``coda_g``: R, the representatives notebook 02's discovery saved)
 GUIDED_BY = {"coda_g": "coda_r", "coda_g_kmeans": "kmeans", "coda_g_herding": "herding"}
+#: guided generation from another selection's set (beyond the paper: does generation add
+#: anything to a selection?): the same sampler, guidance scale and noise seeds as ``coda_g``, only
+#: the representatives change
+SELECTION_GENERATION_METHODS = tuple(m for m, follows in GUIDED_BY.items() if follows != "coda_r")
+#: the generated sets stage 3 (notebook 03's ``methods``, ``coda generate``) makes
+GENERATED_METHODS = ("coda_g", "unguided", "text_prompt", *SELECTION_GENERATION_METHODS)
 
 
 def selection_seeds(value: int | str | Iterable[int]) -> list[int]:

@@ -33,7 +33,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 
 from . import parallel, params
-from .rundir import GUIDED_BY, REAL_METHODS  # the run folder's method names (REAL_METHODS re-exported)
+from .rundir import GUIDED_BY, REAL_METHODS, SELECTION_GENERATION_METHODS  # (REAL_METHODS re-exported)
 
 __all__ = ["notebook_parameters", "encode", "discovery_inputs", "discover", "Discovered", "REAL_METHODS", "generate",
            "evaluate", "generate_sets", "selection_latents", "ablate", "main"]
@@ -245,9 +245,9 @@ def selection_latents(run, cache, method: str, ipc: int, seed: int | None) -> li
     """
     import numpy as np
 
-    from . import rundir, setfolder
+    from . import setfolder
 
-    set_dir = run.set_dir(method, ipc, None if method in rundir.DETERMINISTIC else seed)
+    set_dir = run.set_dir(method, ipc, seed)  # herding's one set whatever the seed
     if not setfolder.is_finished(set_dir):
         raise FileNotFoundError(f"{set_dir}: no finished {method} set at IPC {ipc}; run notebook 02 (coda discover "
                                 f"--methods {method}) with these selection seeds first")
@@ -259,7 +259,10 @@ def selection_latents(run, cache, method: str, ipc: int, seed: int | None) -> li
     if missing:
         raise ValueError(f"{set_dir}: {len(missing)} of its images (source indices {missing[:5]}) are not in the latent "
                          f"cache {cache.root}: the set was made from another dataset or limit; run notebook 02 again")
-    rows = [[r for c2, r in (where[int(i)] for i in wanted) if c2 == c] for c in range(cache.num_classes)]
+    rows = [[] for _ in range(cache.num_classes)]  # each class's rows of the cache, in the set's order
+    for i in wanted:
+        c, r = where[int(i)]
+        rows[c].append(r)
     if any(len(r) != ipc for r in rows):
         raise ValueError(f"{set_dir}: {[len(r) for r in rows]} images per class, not IPC {ipc}; run notebook 02 again")
     return [np.asarray(cache.latents(c)[r], dtype=np.float32) for c, r in enumerate(rows)]
@@ -276,12 +279,12 @@ def generate_sets(run, target, policy, z_reps: dict, pipe, guidance, p: dict, re
     ``coda_g``. Returns ``{(method, seed): set folder}``."""
     from . import alignment, encoding, rundir
 
-    if cache is None and any(GUIDED_BY.get(m, "coda_r") != "coda_r" for m in p["methods"]):
+    if cache is None and set(p["methods"]) & set(SELECTION_GENERATION_METHODS):
         cache = encoding.LatentCache.load(run.latents)
     out = {}
     for s in rundir.selection_seeds(p["selection_seeds"]):
-        guides = {m: z_reps[s] if GUIDED_BY[m] == "coda_r" else selection_latents(run, cache, GUIDED_BY[m], p["ipc"], s)
-                  for m in p["methods"] if m in GUIDED_BY}
+        guides = {m: selection_latents(run, cache, GUIDED_BY[m], p["ipc"], s) if m in SELECTION_GENERATION_METHODS
+                  else z_reps[s] for m in p["methods"] if m in GUIDED_BY}
         plans = {
             "unguided": dict(prompts=target.prompts, z_reps=None),
             "text_prompt": dict(prompts=[p["prompt_template"].format(n) for n in target.prompts], z_reps=None),
@@ -289,7 +292,7 @@ def generate_sets(run, target, policy, z_reps: dict, pipe, guidance, p: dict, re
         }
         for name in p["methods"]:
             extra = {"selection_seed": s, "resize_policy": policy.to_dict()}
-            if GUIDED_BY.get(name, "coda_r") != "coda_r":  # (coda_g's manifest stays as it was)
+            if name in SELECTION_GENERATION_METHODS:  # (coda_g's manifest stays as it was)
                 extra["guided_by"] = GUIDED_BY[name]
             out[name, s] = alignment.generate_set(
                 pipe, run.set_dir(name, p["ipc"], s, p["set_suffix"]), target.classes, ipc=p["ipc"], guidance=guidance,
