@@ -44,13 +44,16 @@ space := $(empty) $(empty)
 SEEDS_YAML := [$(subst $(space),$(comma)$(space),$(strip $(SEEDS)))]
 # 03 makes the sets of GEN_METHODS (its tutorial default makes coda_g only)
 GEN_METHODS_YAML := [$(subst $(space),$(comma)$(space),$(strip $(GEN_METHODS)))]
+# 02 exports the selections of REAL_METHODS (make no-noise-fill adds coda_r_no_noise_fill)
+REAL_METHODS_YAML := [$(subst $(space),$(comma)$(space),$(strip $(REAL_METHODS)))]
 
-.PHONY: study full soft-labels selection-generation run publish readme paper test unit lint nbval notebooks lab prior data bench check-cuda lock clean-venv help
+.PHONY: study full soft-labels selection-generation no-noise-fill run publish readme paper test unit lint nbval notebooks lab prior data bench check-cuda lock clean-venv help
 
 help:
 	@echo "make study   the study on the embedded world: IPC 10, 5 selection seeds, every method ($(RUN_DIR)/, results/study.csv, README tables)"
 	@echo "make full    the full protocol (dc, 300 epochs) at IPC 1, 10 and 50, 5 selection seeds (hours on a CPU)"
 	@echo "make soft-labels   the soft-label protocol (rded, a teacher's labels) on the full run's IPC-10 sets (results/soft_labels.csv)"
+	@echo "make no-noise-fill   R without the fill from HDBSCAN's noise beside R and random real, IPC 10 and 50 (results/no_noise_fill.csv)"
 	@echo "make selection-generation   CoDA-G guided by the k-means and herding sets beside coda_g and the selections, IPC 1 and 10 (results/selection_generation.csv)"
 	@echo "make test    the import contracts (make lint), unit tests, and nbval: the stored notebooks re-executed and compared"
 	@echo "make lint   the import contracts of coda_utils's layers (pyproject.toml [tool.importlinter], docs/layout.md)"
@@ -155,7 +158,7 @@ EVAL_ARGS = -p ipc $(2) -y "selection_seeds: $(SEEDS_YAML)" -p repeats $(REPEATS
 
 define ipc_rules
 $(RUN_DIR)/02_discover_ipc$(1).ipynb: $(RUN_DIR)/01_encode.ipynb
-	$$(call papermill,notebooks/02_discover.ipynb,$$@,-p ipc $(1) -y "selection_seeds: $$(SEEDS_YAML)" -p run_dir $(RUN_DIR) -p figures_dir $(FIGURES) -p progress False)
+	$$(call papermill,notebooks/02_discover.ipynb,$$@,-p ipc $(1) -y "selection_seeds: $$(SEEDS_YAML)" -y "methods: $$(REAL_METHODS_YAML)" -p run_dir $(RUN_DIR) -p figures_dir $(FIGURES) -p progress False)
 
 $(RUN_DIR)/03_generate_ipc$(1).ipynb: $(RUN_DIR)/02_discover_ipc$(1).ipynb
 	$$(call papermill,notebooks/03_generate.ipynb,$$@,-p ipc $(1) -y "selection_seeds: $$(SEEDS_YAML)" -y "methods: $$(GEN_METHODS_YAML)" -p run_dir $(RUN_DIR) -p figures_dir $(FIGURES) -p threads $(THREADS) -p progress False)
@@ -248,6 +251,21 @@ selection-generation: data
 	$(if $(filter selection-generation,$(SG_RUN)),$(PY) -m coda_utils.report collect runs/$(SG_RUN) --labels hard \
 	    --out results/selection_generation.csv && $(PY) -m coda_utils.report readme README.md &&) \
 	echo "make selection-generation: runs/$(SG_RUN) done in $$(( $$(date +%s) - start )) s"
+
+# R without the exactly-IPC step's fill from HDBSCAN's noise (issue 27, beyond the paper: the one
+# variant of notebook 05's IPC-50 selection sweep above discovery on target_val, 5 seeds, paired),
+# beside R and random real, NF_IPCS, the study's protocol (STUDY_EPOCHS, fp32, SEEDS, test), into
+# runs/no-noise-fill and results/no_noise_fill.csv (README block no-noise-fill).
+NF_RUN ?= no-noise-fill
+NF_IPCS ?= 10 50
+NF_EVALS = $(foreach i,$(NF_IPCS),$(foreach m,coda_r_no_noise_fill coda_r random_real,runs/$(NF_RUN)/eval/$(m)_ipc$(i)/04_evaluate.ipynb))
+no-noise-fill: data
+	@start=$$(date +%s); \
+	$(THREAD_ENV) $(MAKE) --no-print-directory -j$(JOBS) $(if $(REDO),-B) RUN=$(NF_RUN) IPCS="$(NF_IPCS)" \
+	    REAL_METHODS="$(REAL_METHODS) coda_r_no_noise_fill" EPOCHS=$(STUDY_EPOCHS) $(NF_EVALS) && \
+	$(if $(filter no-noise-fill,$(NF_RUN)),$(PY) -m coda_utils.report collect runs/$(NF_RUN) --labels hard \
+	    --out results/no_noise_fill.csv && $(PY) -m coda_utils.report readme README.md &&) \
+	echo "make no-noise-fill: runs/$(NF_RUN) done in $$(( $$(date +%s) - start )) s"
 
 readme: $(STAMP)
 	$(PY) -m coda_utils.report readme README.md

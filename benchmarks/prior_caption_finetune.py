@@ -10,6 +10,7 @@ in ``--background-p`` of the captions, then runs the probe's x0 prediction on th
 saved or shipped: the copy lives in this process.
 
     python benchmarks/prior_caption_finetune.py [--steps 300] [--batch 64] [--background-p 1.0] [--images 5000]
+    python benchmarks/prior_caption_finetune.py --background-p 0.3 --noise-offset 0.3   # the offset-noise test
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from coda_utils import datasets
+from coda_utils.judge import attribute_fidelity
+from coda_utils.prior_build import training_noise
 from coda_utils.prior_model import PriorConfig, build_noise_scheduler, make_captions, web_transform
 from prior_text_probe import x0_predictions
 
@@ -35,6 +38,14 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--background-p", type=float, default=1.0, help="share of captions that name the background")
     ap.add_argument("--images", type=int, default=5000, help="pool images encoded for the fine-tune")
+    ap.add_argument("--noise-offset", type=float, default=0.0,
+                    help="offset noise (PriorConfig.noise_offset; diffusers' train_text_to_image --noise_offset): a "
+                         "per-image, per-channel constant of this std added to the training noise, so the noisy "
+                         "latent's mean no longer tells the background at the first timesteps")
+    ap.add_argument("--v-prediction", action="store_true",
+                    help="train the copy to predict v (SD 2's objective, which weighs the clean image's error at the "
+                         "first timesteps far more than epsilon does) and sample it as a v-prediction model")
+    ap.add_argument("--per-class", type=int, default=10, help="samples per class for the attribute check")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     from diffusers import DiffusionPipeline
@@ -47,6 +58,8 @@ def main(argv=None) -> int:
     prompts = {"black": "a sneaker on a black background", "white": "a sneaker on a white background",
                "class": "a sneaker"}
     before = {(r["t"], r["prompt"]): r for r in x0_predictions(pipe, prompts, 64)}
+    names = datasets.load_fashion_mnist("target").prompts
+    before_samples = attribute_fidelity(pipe, names, cfg_scales=(5.0,), per_class=args.per_class)
 
     # 1. the fine-tune's latents: web-transformed pool images, their polarity, their labels
     pool = datasets.load_fashion_mnist("pool")
@@ -72,10 +85,11 @@ def main(argv=None) -> int:
         idx = torch.randint(len(z), (args.batch,), generator=gen)
         caps = make_captions(labels[idx.numpy()].tolist(), inverted[idx].tolist(), rng, cfg)
         ids = tok(caps, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
-        noise = torch.randn(z[idx].shape, generator=gen)
+        noise = training_noise(z[idx].shape, gen, args.noise_offset)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(idx),), generator=gen)
         pred = unet(noise_sched.add_noise(z[idx], noise, t), t, encoder_hidden_states=te(ids)[0]).sample
-        loss = F.mse_loss(pred, noise)
+        target = noise_sched.get_velocity(z[idx], noise, t) if args.v_prediction else noise
+        loss = F.mse_loss(pred, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -84,6 +98,8 @@ def main(argv=None) -> int:
         if step % 50 == 0 or step == args.steps:
             print(f"step {step}: loss {running:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     unet.eval(); te.eval()
+    if args.v_prediction:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type="v_prediction")
 
     # 3. the probe on the fine-tuned copy, beside the shipped prior's
     after = {(r["t"], r["prompt"]): r for r in x0_predictions(pipe, prompts, 64)}
@@ -92,6 +108,11 @@ def main(argv=None) -> int:
     print(f"{'t':>4}  {'prompt':<6} {'shipped':>8} {'fine-tuned':>10}")
     for key in before:
         print(f"{key[0]:>4}  {key[1]:<6} {before[key]['frame']:+8.3f} {after[key]['frame']:+10.3f}")
+    after_samples = attribute_fidelity(pipe, names, cfg_scales=(5.0,), per_class=args.per_class)
+    print(f"\nsamples at CFG 5 ({args.per_class} per class, the same noise for every prompt): share that obeys / dark share")
+    print(f"{'prompt':<8} {'shipped':>16} {'fine-tuned':>16}")
+    for (_, b), (_, a) in zip(before_samples.iterrows(), after_samples.iterrows()):
+        print(f"{b['prompt']:<8} {b['obeys']:>7.0%} / {b['dark_share']:>4.0%}   {a['obeys']:>7.0%} / {a['dark_share']:>4.0%}")
     return 0
 
 

@@ -28,7 +28,8 @@ from .images import resize_images
 from .io import atomic_write, read_json, write_json
 
 __all__ = ["Judge", "train_judge", "frechet_distance", "distances_to", "prompt_fidelity", "generate_unguided", "SHIPPED_JUDGE",
-           "to_canvas", "judge_features", "dark_background", "ATTRIBUTE_PROMPTS", "attribute_fidelity"]
+           "to_canvas", "judge_features", "dark_background", "ATTRIBUTE_PROMPTS", "attribute_fidelity", "background_leak",
+           "noise_decides_background"]
 
 SHIPPED_JUDGE = Path(__file__).resolve().parent.parent / "data" / "models" / "fashion-judge"
 CANVAS = 32
@@ -243,3 +244,74 @@ def attribute_fidelity(pipe, class_names: Sequence[str], prompts: dict | None = 
                          "obeys": float("nan") if dark is None else float((d == dark).mean()), "n": int(len(d)),
                          "dark_by_class": [round(float(d[labels == c].mean()), 3) for c in range(len(class_names))]})
     return pd.DataFrame(rows)
+
+
+def _cv_accuracy(features: np.ndarray, target: np.ndarray, seed: int = 0) -> float:
+    """5-fold cross-validated accuracy of a logistic regression from ``features`` to ``target``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    return float(cross_val_score(LogisticRegression(), features, target, cv=folds).mean())
+
+
+@torch.no_grad()
+def background_leak(pipe, pool: LabeledImages, n: int = 2000, timesteps: Sequence[int] = (999, 900, 800),
+                    seed: int = 0, cfg=None) -> dict:
+    """How much of an image's background its noisy latent still tells at the first timesteps of
+    the schedule, where the sampler decides the background: ``n`` web-transformed ``pool`` images
+    (:func:`coda_utils.prior_model.web_transform`, half of them polarity-inverted, as the prior
+    trained), encoded and noised to each timestep of ``timesteps`` (the training noise of the
+    prior's DDPM schedule), and the 5-fold cross-validated accuracy with which a logistic
+    regression reads the polarity off the noisy latent's per-channel means (chance: the share of
+    the larger class). A schedule whose first timesteps leave the background readable trains a
+    UNet that need not read it from the text.
+
+    Returns ``{"n", "chance", "accuracy": {t: acc}, "signal": {t: sqrt(abar_t / (1 - abar_t))}}``
+    (``signal``: the weight of the clean latent in the epsilon target at ``t``, the noisy latent's
+    signal over noise)."""
+    from .prior_model import web_transform
+
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    x, inverted = web_transform(pool.load(np.sort(rng.permutation(len(pool))[:n])), g, cfg)
+    z = torch.cat([pipe.vae.encode(x[i:i + 500]).latent_dist.mean for i in range(0, n, 500)])
+    z = z * pipe.vae.config.scaling_factor
+    acp = pipe.scheduler.alphas_cumprod
+    y = inverted.numpy()
+    out, signal = {}, {}
+    for t in timesteps:
+        a = acp[int(t)].float()
+        signal[int(t)] = float((a / (1 - a)).sqrt())
+        zt = a.sqrt() * z + (1 - a).sqrt() * torch.randn(z.shape, generator=g)
+        out[int(t)] = _cv_accuracy(zt.mean(dim=(2, 3)).numpy(), y, seed)
+    return {"n": int(n), "chance": float(max(y.mean(), 1 - y.mean())), "accuracy": out, "signal": signal}
+
+
+@torch.no_grad()
+def noise_decides_background(pipe, class_names: Sequence[str], per_class: int = 20, seed: int = 0, steps: int = 25,
+                             guidance_scale: float = 5.0, prompts: tuple[str, str] | None = None) -> dict:
+    """Does the sampler's initial noise, not the prompt, decide a sample's background? Every
+    class sampled ``per_class`` times under the two opposite prompts of :data:`ATTRIBUTE_PROMPTS`
+    ("black", "white"), sample ``i`` from the same initial noise under both (seed ``seed + i``,
+    :func:`generate_unguided`). Returns the share of samples whose background is the same under
+    both prompts (1: the words change nothing), each prompt's dark share, and the 5-fold
+    cross-validated accuracy with which a logistic regression reads the background of the
+    black-prompt sample off its initial noise's per-channel means (``chance``: the share of the
+    larger class)."""
+    black, white = prompts or (ATTRIBUTE_PROMPTS["black"][0], ATTRIBUTE_PROMPTS["white"][0])
+    labels = np.repeat(np.arange(len(class_names)), per_class)
+    dark = {}
+    for name, template in (("black", black), ("white", white)):
+        texts = [template.format(class_names[c]) for c in labels]
+        dark[name] = dark_background(generate_unguided(pipe, texts, seed=seed, steps=steps, guidance_scale=guidance_scale,
+                                                       progress=False))
+    shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
+    # the initial latents the pipeline drew: randn of each sample's own generator (diffusers' randn_tensor)
+    noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed + i)) for i in range(len(labels))])
+    y = dark["black"]
+    two = 0 < y.sum() < len(y) and min(y.sum(), len(y) - y.sum()) >= 5
+    return {"n": int(len(labels)), "cfg": float(guidance_scale), "same_background": float((dark["black"] == dark["white"]).mean()),
+            "dark_share": {k: float(v.mean()) for k, v in dark.items()},
+            "chance": float(max(y.mean(), 1 - y.mean())),
+            "from_noise_means": _cv_accuracy(noise.mean(dim=(2, 3)).numpy(), y, seed) if two else float("nan")}

@@ -31,7 +31,7 @@ __all__ = ["ParameterError", "SPECS", "ADVANCED", "check", "fill_defaults", "adv
 
 
 from .errors import ParameterError  # the errors module owns it (the data layer raises it too)
-from .rundir import GENERATED_METHODS
+from .rundir import EXTRA_REAL_METHODS, GENERATED_METHODS, REAL_METHODS
 
 
 Checker = Callable[[str, Any, Mapping[str, Any]], None]
@@ -259,6 +259,7 @@ SPECS: dict[str, dict[str, Checker]] = {
         "vae_batch": integer(1), "unet_batch": integer(1), "vae_channels": list_of(integer(1)),
         "vae_latent_channels": integer(1), "unet_channels": list_of(integer(1)),
         "unet_plain_levels": integer(0), "text_width": integer(1), "latent_passes": integer(1),
+        "noise_offset": number(0.0), "background_caption_p": number(0.0, 1.0),
         "pool_limit": integer(1, none=True), "device": device(), "tokenizer_dir": text(none=True, what="a directory path"),
         "judge_steps": integer(0), "fidelity_samples": integer(1), "fd_target_images": integer(2), "psnr_images": integer(1, none=True),
         "sampling_steps": integer(1), "cfg_scale": number(1.0), "out_dir": text(what="a directory path"),
@@ -274,7 +275,8 @@ SPECS: dict[str, dict[str, Checker]] = {
     "02_discover": {
         **DATA, "model": model(), "ipc": integer(1), "n_neighbors": integer(2, none=True),
         "min_cluster_size": integer(2, none=True), "min_samples": integer(1), "selection_seeds": seeds(),
-        "pca_dims": integer(2, none=True), **LIMITS, "plot_class": integer(0), **COMMON,
+        "pca_dims": integer(2, none=True), **LIMITS, "plot_class": integer(0),
+        "methods": list_of(choice(REAL_METHODS + EXTRA_REAL_METHODS)), **COMMON,
     },
     "03_generate": {
         **DATA, "model": model(), "refiner": text(none=True, what="a refiner directory or hub id"),
@@ -345,6 +347,9 @@ ADVANCED: dict[str, dict[str, tuple[Any, str]]] = {
         "unet_plain_levels": (1, "highest-resolution UNet levels without cross-attention (the 16x16 one)"),
         "text_width": (64, "text encoder width"),
         "latent_passes": (3, "passes over the pool's latents (each with fresh web transforms)"),
+        "noise_offset": (0.0, "offset noise in the UNet's training noise (0: the shipped prior; its background "
+                              "words need it: benchmarks/prior_text_probe.py)"),
+        "background_caption_p": (0.3, "share of training captions that name the background (black / white)"),
         "pool_limit": (None, "train on the first N pool images only (quick checks)"),
         "tokenizer_dir": ("data/models/fashion-prior/tokenizer", "reuse this vocabulary; None: train a new one"),
         "judge_steps": (3000, "training steps of the judge classifier (when it is not found)"),
@@ -380,6 +385,7 @@ ADVANCED: dict[str, dict[str, tuple[Any, str]]] = {
         "per_class_limit": (None, "as in notebook 01"),
         "figures_dir": (None, "None: run_dir/figures"),
         "progress": (False, "progress bars"),
+        "methods": (list(REAL_METHODS), "the selections exported as sets; + coda_r_no_noise_fill (beyond the paper)"),
     },
     "03_generate": {
         "data_root": (None, "ImageFolder root (train split) for ImageNet subsets"),

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .io import atomic_write
-from .rundir import SELECTION_GENERATION_METHODS, STUDY_METHODS
+from .rundir import EXTRA_REAL_METHODS, SELECTION_GENERATION_METHODS, STUDY_METHODS
 
 __all__ = ["PALETTE", "NEUTRAL", "OKABE_ITO", "METHOD_ORDER", "LABELS", "label", "method_order", "method_color",
            "method_marker", "verdict_style", "verdict_handles", "save_figure", "image_grid", "set_comparison_grid",
@@ -49,15 +49,16 @@ NEUTRAL = "#BBBBBB"
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
 #: the study's methods in the order every figure draws them (:data:`coda_utils.rundir.STUDY_METHODS`,
 #: the order of the study's tables): real selections, the prior's samples and CoDA-G, the VAE ceilings;
-#: then guided generation from the other selections (beyond the paper)
-METHOD_ORDER = STUDY_METHODS + SELECTION_GENERATION_METHODS
+#: then guided generation from the other selections and R without the noise fill (beyond the paper)
+METHOD_ORDER = STUDY_METHODS + SELECTION_GENERATION_METHODS + EXTRA_REAL_METHODS
 _METHOD_COLORS = {"random_real": "#DDCC77", "coda_r": "#332288", "kmeans": "#88CCEE", "herding": "#44AA99",
                   "unguided": "#999933", "text_prompt": "#AA4499", "coda_g": "#CC6677", "vae_coda_r": "#882255",
-                  "vae_random_real": "#117733", "coda_g_kmeans": "#E69F00", "coda_g_herding": "#56B4E9"}
+                  "vae_random_real": "#117733", "coda_g_kmeans": "#E69F00", "coda_g_herding": "#56B4E9",
+                  "coda_r_no_noise_fill": "#6699CC"}
 #: a method's family by its marker: real images, generated images, real images through the VAE and back
 _FAMILY_MARKERS = {"random_real": "o", "coda_r": "o", "kmeans": "o", "herding": "o", "unguided": "s",
                    "text_prompt": "s", "coda_g": "s", "vae_coda_r": "D", "vae_random_real": "D",
-                   "coda_g_kmeans": "^", "coda_g_herding": "^"}
+                   "coda_g_kmeans": "^", "coda_g_herding": "^", "coda_r_no_noise_fill": "o"}
 #: contrast verdicts: colour (Okabe-Ito blue / vermillion, colour-blind safe: never red against
 #: green) and marker, so that the verdict reads without colour too
 _VERDICTS = {"a": ("#0072B2", "o", True), "b": ("#D55E00", "s", True), "none": ("#777777", "o", False)}

@@ -32,6 +32,7 @@ __all__ = [
     "train_vae",
     "encode_pool_latents",
     "train_unet",
+    "training_noise",
     "finetune_decoder",
     "train_autoencoder",
     "prepare_tokenizer",
@@ -53,7 +54,8 @@ STAGE_FIELDS = {
             "vae_batch", "vae_lr", "vae_kl_weight", "vae_latent_channels"],
     "latents": ["latent_passes"],
     "unet": ["background_caption_p", "caption_dropout", "text_width", "text_layers", "text_heads", "max_tokens",
-             "unet_channels", "unet_layers_per_block", "unet_plain_levels", "unet_steps", "unet_batch", "unet_lr", "ema_decay"],
+             "unet_channels", "unet_layers_per_block", "unet_plain_levels", "unet_steps", "unet_batch", "unet_lr", "ema_decay",
+             "noise_offset"],
     "decoder": ["decoder_steps", "decoder_lr"],
 }
 
@@ -64,12 +66,27 @@ STAGE_DEPENDS = {"vae": ["vae"], "latents": ["vae", "latents"], "unet": ["vae", 
                  "decoder": ["vae", "decoder"]}
 
 
+#: fields added after checkpoints were made, at the value those checkpoints were trained with: a
+#: fingerprint names them only when they differ, so that such a checkpoint stays valid
+_ADDED_FIELDS = {"noise_offset": 0.0}
+
+
 def _stage_fingerprint(cfg: PriorConfig, stage: str) -> dict:
     """The settings that decide ``stage``: its own fields and those of the stages it depends
     on (:data:`STAGE_DEPENDS`), so that changing another stage never invalidates it."""
     d = cfg.to_dict()
     fields = [f for st in STAGE_DEPENDS[stage] for f in STAGE_FIELDS[st]]
-    return {"stage": stage, **{f: d[f] for f in fields}}
+    return {"stage": stage, **{f: d[f] for f in fields if f not in _ADDED_FIELDS or d[f] != _ADDED_FIELDS[f]}}
+
+
+def training_noise(shape, generator: torch.Generator, offset: float = 0.0) -> torch.Tensor:
+    """The UNet's training noise: unit Gaussian, plus with ``offset`` a per-image, per-channel
+    constant of that std (offset noise, :attr:`PriorConfig.noise_offset`; diffusers'
+    ``train_text_to_image.py --noise_offset``). ``offset=0`` draws exactly ``torch.randn(shape)``."""
+    noise = torch.randn(shape, generator=generator)
+    if offset:
+        noise = noise + offset * torch.randn(*shape[:2], 1, 1, generator=generator)
+    return noise
 
 
 def _load_checkpoint(path: Path, fingerprint: dict) -> dict | None:
@@ -249,7 +266,7 @@ def train_unet(cfg: PriorConfig, latents: dict, scaling_factor: float, tokenizer
         z0 = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=gen)) * scaling_factor
         caps = make_captions(labels[idx].tolist(), inverted[idx].tolist(), rng, cfg)
         ids = tokenizer(caps, padding="max_length", max_length=cfg.max_tokens, truncation=True, return_tensors="pt").input_ids
-        noise = torch.randn(z0.shape, generator=gen)
+        noise = training_noise(z0.shape, gen, cfg.noise_offset)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(z0),), generator=gen)
         zt = noise_sched.add_noise(z0, noise, t).to(device)
         cond = text_encoder(ids.to(device))[0]

@@ -110,6 +110,11 @@ class PriorConfig:
     unet_batch: int = 128
     unet_lr: float = 5e-4
     ema_decay: float = 0.999
+    # offset noise (diffusers' train_text_to_image --noise_offset): the std of a per-image,
+    # per-channel constant added to the UNet's training noise. Without it the noisy latent of the
+    # first timesteps still tells the background, so the UNet never needs the background words and
+    # the sampler's noise decides them (benchmarks/prior_text_probe.py). 0: the shipped prior.
+    noise_offset: float = 0.0
     latent_passes: int = 3
     # decoder fine-tuning (encoder frozen, so the latent space and the UNet stay valid)
     decoder_steps: int = 1000

@@ -57,11 +57,11 @@ from . import evaluation, stats
 # underscored names too)
 from .report_findings import (_and, _at, _by_ipc, _finding_values, _verdicts, CEILING_GOAL, FINDING_SOURCES, FINDINGS,
                               answers, findings, full_protocol_findings, prior_quality, quote, round_trip_reading,
-                              run_summary, selection_generation_reading, study_summary)
+                              no_noise_fill_reading, prior_text_probe_reading, run_summary, selection_generation_reading, study_summary)
 from .report_costs import cost_table
 from .report_tables import (_SETTING_LABELS, _caption, _join, _network_spread, _order, _varying, FULL_PROTOCOL_RESULTS,
-                            PRIOR_V1_RESULTS, ROOT, SELECTION_GENERATION_RESULTS, STUDY_RESULTS, ablation_tables, attribute_table, full_protocol_table,
-                            numerics_table, precision_table, round_trip_table, selection_generation_table,
+                            NO_NOISE_FILL_RESULTS, PRIOR_V1_RESULTS, ROOT, SELECTION_GENERATION_RESULTS, STUDY_RESULTS, ablation_tables, attribute_table, full_protocol_table,
+                            no_noise_fill_table, numerics_table, precision_table, round_trip_table, selection_generation_table,
                             soft_label_table, study_table, teachers_file, throughput_table)
 
 __all__ = ["BLOCKS", "render_block", "update_readme", "main", "collect", "study_table", "full_protocol_table",
@@ -125,6 +125,9 @@ BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
     # does guided generation add anything to the selection it follows (make selection-generation, issue 27)
     "selection-generation": (SELECTION_GENERATION_RESULTS, selection_generation_table),
     "selection-generation-reading": (SELECTION_GENERATION_RESULTS, selection_generation_reading),
+    # R without the fill from HDBSCAN's noise on test (make no-noise-fill, issue 27)
+    "no-noise-fill": (NO_NOISE_FILL_RESULTS, no_noise_fill_table),
+    "no-noise-fill-reading": (NO_NOISE_FILL_RESULTS, no_noise_fill_reading),
     "vae-round-trip": ("results/vae_round_trip.csv", round_trip_table),
     "precision": ("results/bench_evaluation_accuracy.csv", precision_table),
     "precision-fast": ("results/bench_evaluation_accuracy_fast.csv", precision_table),
@@ -132,6 +135,8 @@ BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
     "numerics": ("results/bench_numerics.csv", numerics_table),
     # does the prior follow its prompt's background words (benchmarks/prior_attributes.py; the text-prompt baseline)
     "attribute-fidelity": ("results/attribute_fidelity.csv", attribute_table),
+    # why the prior ignores them (benchmarks/prior_text_probe.py --out results/prior_text_probe.json)
+    "prior-text-probe": ("results/prior_text_probe.json", prior_text_probe_reading),
     # what each stage and method costs (benchmarks/bench_costs.py --out results)
     "costs": ("results/costs.csv", cost_table),
     # the sentences that quote a result, rendered from its file like the tables

@@ -18,7 +18,7 @@ from . import evaluation, stats
 from .report_tables import PRIOR_V1_RESULTS, ROOT, STUDY_RESULTS
 from .rundir import GUIDED_BY, SELECTION_GENERATION_METHODS
 
-__all__ = ["quote", "CEILING_GOAL", "full_protocol_findings", "selection_generation_reading", "round_trip_reading", "prior_quality", "FINDINGS",
+__all__ = ["quote", "CEILING_GOAL", "full_protocol_findings", "selection_generation_reading", "no_noise_fill_reading", "prior_text_probe_reading", "round_trip_reading", "prior_quality", "FINDINGS",
            "FINDING_SOURCES", "findings", "answers", "run_summary", "study_summary"]
 
 
@@ -175,6 +175,22 @@ def selection_generation_reading(df: pd.DataFrame, source: str) -> str:
     if follow:
         text += " Which selection the generator follows: " + "; ".join(follow) + "."
     return text
+
+
+def no_noise_fill_reading(df: pd.DataFrame, source: str) -> str:
+    """The sentence that says, per IPC, whether R without the fill from HDBSCAN's noise beats R
+    and random real on ``test`` (from ``results/no_noise_fill.csv``)."""
+    from .report_tables import no_noise_fill_contrasts
+
+    found = _by_ipc(no_noise_fill_contrasts(df))
+    ipcs = sorted({i for _, i in found})
+    parts = []
+    for i in ipcs:
+        here = [(n, found[n, i]) for n in ("coda_r_no_noise_fill - coda_r", "coda_r_no_noise_fill - random_real",
+                                           "coda_r - random_real") if (n, i) in found]
+        parts.append(f"at IPC {i} " + ", ".join(f"`{n}` is {quote(r)} ({r['verdict']})" for n, r in here))
+    return ("**R without the noise fill on `test`** (beyond the paper; the study's protocol, rendered from `"
+            f"{source}`; the variant was chosen on `target_val` by the sweep above): " + "; ".join(parts) + ".")
 
 
 def round_trip_reading(df: pd.DataFrame, source: str) -> str:
@@ -406,3 +422,43 @@ def study_summary(found: pd.DataFrame) -> str:
                      f"and {quote(v50)} at IPC 50 ({_relation(v50)}). These answers are the embedded world's; the "
                      "paper's claims live on SDXL and ImageNet (README).")
     return " ".join(lines)
+
+
+def prior_text_probe_reading(d: Mapping, source: str) -> str:
+    """Why the prior ignores its background words, from ``benchmarks/prior_text_probe.py --out``:
+    how well a noisy training latent's channel means tell the background at the schedule's first
+    timesteps, how far the words move the UNet, and whether the sampler's initial noise decides
+    a sample's background whatever the prompt."""
+    leak, same = d["leak"], d["same_noise"]
+    acc = {int(t): a for t, a in leak["accuracy"].items()}
+    first = max(acc)
+    moves = {(int(r["t"]), r["pair"]): r["moves"] for r in d.get("sensitivity", [])}
+    t_hi = max((t for t, _ in moves), default=None)
+    lines = ["| timestep t | " + " | ".join(str(t) for t in sorted(acc, reverse=True)) + " |",
+             "|---|" + "---:|" * len(acc),
+             "| background read off the noisy latent's channel means | "
+             + " | ".join(f"{acc[t]:.0%}" for t in sorted(acc, reverse=True)) + " |"]
+    text = (f"Read from `{source}`: a logistic regression reads the background (the polarity of "
+            f"{leak['n']} web-transformed `pool` images) off the four channel means of the noisy latent the UNet "
+            f"trains on with {acc[first]:.0%} accuracy at t = {first} (chance {leak['chance']:.0%}; 5-fold "
+            "cross-validation), the first timestep of sampling, where the background is decided:")
+    out = [text, "", *lines, ""]
+    said = []
+    if t_hi is not None and (t_hi, "black vs white") in moves and (t_hi, "sneaker vs sandal") in moves:
+        said.append(f"at t = {t_hi} the UNet's noise prediction moves {moves[t_hi, 'black vs white']:.3f} when "
+                    f"\"black\" becomes \"white\" and {moves[t_hi, 'sneaker vs sandal']:.3f} when the class changes")
+    decides = same["same_background"] >= 0.9
+    said.append(f"sampled from the same initial noise, \"on a black background\" and \"on a white background\" give "
+                f"the same background in {same['same_background']:.0%} of {same['n']} samples (CFG {same['cfg']:g}), "
+                f"and the initial noise's channel means predict the background with {same['from_noise_means']:.0%} "
+                f"accuracy (chance {same['chance']:.0%})")
+    sentence = "; ".join(said)
+    weight = {int(t): w for t, w in leak.get("signal", {}).items()}
+    why = (f" (at t = {first} the noise the UNet predicts holds the clean latent with weight "
+           f"{weight[first]:.3f}: knowing the background changes its target by little)" if first in weight else "")
+    out.append(sentence[:1].upper() + sentence[1:] + ". " + (
+        "So the sampler's noise, not the prompt, decides the background: the noisy latent tells the background "
+        f"wherever training asked for it, and the epsilon objective gave the UNet little to learn from the words{why}."
+        if decides else
+        "So the prompt, not only the sampler's noise, decides the background."))
+    return "\n".join(out)

@@ -28,6 +28,7 @@ from .results import _pm
 
 __all__ = ["ROOT", "STUDY_RESULTS", "FULL_PROTOCOL_RESULTS", "SELECTION_GENERATION_RESULTS", "PRIOR_V1_RESULTS",
            "study_table", "full_protocol_table", "selection_generation_table", "selection_generation_contrasts",
+           "no_noise_fill_table", "no_noise_fill_contrasts", "NO_NOISE_FILL_RESULTS",
            "teachers_file", "soft_label_table", "ablation_tables", "round_trip_table", "precision_table",
            "throughput_table", "numerics_table", "attribute_table", "Table", "to_markdown", "to_latex", "summary_cells", "contrast_cells",
            "full_protocol_cells", "round_trip_cells", "ablation_cells", "LATEX_DIR", "latex_tables",
@@ -40,6 +41,8 @@ STUDY_RESULTS = "results/study.csv"
 FULL_PROTOCOL_RESULTS = "results/full_protocol.csv"
 #: selection x generation (``make selection-generation``): CoDA-G from the k-means and herding sets
 SELECTION_GENERATION_RESULTS = "results/selection_generation.csv"
+#: R without the fill from HDBSCAN's noise beside R and random real (``make no-noise-fill``)
+NO_NOISE_FILL_RESULTS = "results/no_noise_fill.csv"
 #: where the results made with the first embedded prior were moved when the second was shipped
 PRIOR_V1_RESULTS = "results/prior_v1"
 
@@ -219,27 +222,42 @@ def _full_protocol_contrasts(df: pd.DataFrame) -> pd.DataFrame:
     return stats.contrasts(df).pipe(lambda t: t.sort_values(["contrast", "ipc"], kind="stable") if not t.empty else t)
 
 
+def _cells_then_contrasts(caption: str, df: pd.DataFrame, table: pd.DataFrame, header: str) -> str:
+    """A caption, methods x IPC (:func:`full_protocol_cells`), then ``header`` and the contrasts
+    ``table`` (left out when empty)."""
+    lines = [caption, "", to_markdown(full_protocol_cells(df))]
+    if not table.empty:
+        lines += ["", header, "", to_markdown(contrast_cells(table))]
+    return "\n".join(lines)
+
+
 def full_protocol_table(df: pd.DataFrame, source: str) -> str:
     """Methods x IPC, mean ± std over selection seeds, then the contrasts per IPC."""
-    lines = [_caption(df, source) + " Mean ± std over selection seeds (seeds x networks).", "",
-             to_markdown(full_protocol_cells(df))]
-    table = _full_protocol_contrasts(df)
-    if not table.empty:
-        lines += ["", _FULL_CONTRASTS, "", to_markdown(contrast_cells(table))]
-    return "\n".join(lines)
+    return _cells_then_contrasts(_caption(df, source) + " Mean ± std over selection seeds (seeds x networks).", df,
+                                 _full_protocol_contrasts(df), _FULL_CONTRASTS)
 
 
 _SG_CONTRASTS = ("Selection x generation, paired contrasts per IPC (difference A - B in points, 95 % t interval over "
                  "selection seeds; herding is one set, entered with its networks, Welch t):")
 
 
-def selection_generation_contrasts(df: pd.DataFrame) -> pd.DataFrame:
-    """:data:`coda_utils.stats.SELECTION_GENERATION_CONTRASTS` per IPC, in their order."""
-    table = stats.contrasts(df, stats.SELECTION_GENERATION_CONTRASTS)
+def _ordered_contrasts(df: pd.DataFrame, pairs) -> pd.DataFrame:
+    """:func:`coda_utils.stats.contrasts` of ``pairs`` per IPC, in their order."""
+    table = stats.contrasts(df, pairs)
     if table.empty:
         return table
-    order = {c.name: i for i, c in enumerate(stats.SELECTION_GENERATION_CONTRASTS)}
+    order = {c.name: i for i, c in enumerate(pairs)}
     return table.assign(_o=table["contrast"].map(order)).sort_values(["ipc", "_o"], kind="stable").drop(columns="_o")
+
+
+def selection_generation_contrasts(df: pd.DataFrame) -> pd.DataFrame:
+    """:data:`coda_utils.stats.SELECTION_GENERATION_CONTRASTS` per IPC, in their order."""
+    return _ordered_contrasts(df, stats.SELECTION_GENERATION_CONTRASTS)
+
+
+def no_noise_fill_contrasts(df: pd.DataFrame) -> pd.DataFrame:
+    """:data:`coda_utils.stats.NO_NOISE_FILL_CONTRASTS` per IPC, in their order."""
+    return _ordered_contrasts(df, stats.NO_NOISE_FILL_CONTRASTS)
 
 
 def _selection_generation_caption(df: pd.DataFrame, source: str) -> str:
@@ -251,11 +269,24 @@ def _selection_generation_caption(df: pd.DataFrame, source: str) -> str:
 def selection_generation_table(df: pd.DataFrame, source: str) -> str:
     """Selection x generation: methods x IPC (:func:`full_protocol_cells`), then the contrasts
     of :func:`selection_generation_contrasts`."""
-    lines = [_selection_generation_caption(df, source), "", to_markdown(full_protocol_cells(df))]
-    table = selection_generation_contrasts(df)
-    if not table.empty:
-        lines += ["", _SG_CONTRASTS, "", to_markdown(contrast_cells(table))]
-    return "\n".join(lines)
+    return _cells_then_contrasts(_selection_generation_caption(df, source), df, selection_generation_contrasts(df),
+                                 _SG_CONTRASTS)
+
+
+_NF_CONTRASTS = ("R without the noise fill, paired contrasts per IPC (difference A - B in points, 95 % t interval "
+                 "over selection seeds):")
+
+
+def _no_noise_fill_caption(df: pd.DataFrame, source: str) -> str:
+    return (_caption(df, source) + " `coda_r_no_noise_fill` (beyond the paper): discovery without the exactly-IPC "
+            "step's fill from HDBSCAN's noise, beside R and random real of the same seeds; mean ± std over selection "
+            "seeds (seeds x networks).")
+
+
+def no_noise_fill_table(df: pd.DataFrame, source: str) -> str:
+    """R without the noise fill: methods x IPC (:func:`full_protocol_cells`), then the contrasts
+    of :func:`no_noise_fill_contrasts`."""
+    return _cells_then_contrasts(_no_noise_fill_caption(df, source), df, no_noise_fill_contrasts(df), _NF_CONTRASTS)
 
 
 def teachers_file(results_csv: str | Path) -> Path:
@@ -497,7 +528,8 @@ def latex_tables(root: str | Path = ROOT) -> dict[str, tuple[Table, str, str]]:
     (cells, source, caption), each built by the same function as its README table: ``study`` and
     ``study_contrasts`` (``results/study.csv``), ``full_protocol`` and ``full_protocol_contrasts``
     (``results/full_protocol.csv``), ``selection_generation`` and ``selection_generation_contrasts``
-    (``results/selection_generation.csv``), ``vae_round_trip`` (``results/vae_round_trip.csv``) and
+    (``results/selection_generation.csv``), ``no_noise_fill`` and ``no_noise_fill_contrasts``
+    (``results/no_noise_fill.csv``), ``vae_round_trip`` (``results/vae_round_trip.csv``) and
     ``ablation_<sweep>`` (``results/ablations.csv``; ``ablation_selection_ipc50``:
     ``results/ablations_ipc50.csv``)."""
     root = Path(root)
@@ -517,14 +549,18 @@ def latex_tables(root: str | Path = ROOT) -> dict[str, tuple[Table, str, str]]:
         if not table.empty:
             out["full_protocol_contrasts"] = (contrast_cells(table), FULL_PROTOCOL_RESULTS,
                                               _FULL_CONTRASTS.rstrip(":") + f". Source: `{FULL_PROTOCOL_RESULTS}`.")
-    if (root / SELECTION_GENERATION_RESULTS).is_file():
-        df = evaluation.read_results(root / SELECTION_GENERATION_RESULTS)
-        out["selection_generation"] = (full_protocol_cells(df), SELECTION_GENERATION_RESULTS,
-                                       _selection_generation_caption(df, SELECTION_GENERATION_RESULTS))
-        table = selection_generation_contrasts(df)
+    # the experiments beyond the paper: methods x IPC, then their contrasts
+    for name, source, caption, contrasts_of, header in (
+            ("selection_generation", SELECTION_GENERATION_RESULTS, _selection_generation_caption,
+             selection_generation_contrasts, _SG_CONTRASTS),
+            ("no_noise_fill", NO_NOISE_FILL_RESULTS, _no_noise_fill_caption, no_noise_fill_contrasts, _NF_CONTRASTS)):
+        if not (root / source).is_file():
+            continue
+        df = evaluation.read_results(root / source)
+        out[name] = (full_protocol_cells(df), source, caption(df, source))
+        table = contrasts_of(df)
         if not table.empty:
-            out["selection_generation_contrasts"] = (contrast_cells(table), SELECTION_GENERATION_RESULTS,
-                                                     _SG_CONTRASTS.rstrip(":") + f". Source: `{SELECTION_GENERATION_RESULTS}`.")
+            out[f"{name}_contrasts"] = (contrast_cells(table), source, header.rstrip(":") + f". Source: `{source}`.")
     source = "results/vae_round_trip.csv"
     if (root / source).is_file():
         caption, cells = _round_trip(pd.read_csv(root / source), source)

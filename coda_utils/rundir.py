@@ -5,6 +5,8 @@ A study run (``runs/study`` by default) is laid out as::
 
     latents/                          01: the per-class latent cache
     discovery/ipc10_seed3.json        02: discovery of selection seed 3 (+ .npz, + umap2d_class0.npy)
+    discovery/ipc10_seed3_no_noise_fill.json  02: the same without the fill from HDBSCAN's noise
+                                          (only for coda_r_no_noise_fill, beyond the paper)
     sets/coda_r_ipc10_seed3/          02: set R of seed 3 (ImageFolder + manifest.json)
     sets/kmeans_ipc10_seed3/          02: k-means nearest-real of seed 3
     sets/herding_ipc10/               02: herding (deterministic: one set, no seed)
@@ -33,8 +35,8 @@ from typing import Iterable
 
 from .io import package_versions, read_json, write_json
 
-__all__ = ["RunDir", "AblationDir", "DETERMINISTIC", "STUDY_METHODS", "REAL_METHODS", "GENERATED_METHODS", "GUIDED_BY",
-           "SELECTION_GENERATION_METHODS", "selection_seeds", "seeds_for", "networks_for"]
+__all__ = ["RunDir", "AblationDir", "DETERMINISTIC", "STUDY_METHODS", "REAL_METHODS", "EXTRA_REAL_METHODS",
+           "NO_NOISE_FILL", "GENERATED_METHODS", "GUIDED_BY", "SELECTION_GENERATION_METHODS", "selection_seeds", "seeds_for", "networks_for"]
 
 #: methods whose set does not depend on a seed (herding is a greedy deterministic selection)
 DETERMINISTIC = ("herding",)
@@ -44,6 +46,11 @@ STUDY_METHODS = ("random_real", "coda_r", "kmeans", "herding", "unguided", "text
 #: the selections of real images stage 2 (notebook 02, ``coda discover``) exports for every seed:
 #: R, k-means nearest-real, herding
 REAL_METHODS = ("coda_r", "kmeans", "herding")
+#: R without the exactly-IPC step's fill from HDBSCAN's noise (beyond the paper, issue 27: the
+#: one variant of notebook 05's IPC-50 selection sweep above discovery on target_val)
+NO_NOISE_FILL = "coda_r_no_noise_fill"
+#: selections stage 2 exports only when asked (notebook 02's ``methods``, ``coda discover --methods``)
+EXTRA_REAL_METHODS = (NO_NOISE_FILL,)
 #: a guided method -> the selection of :data:`REAL_METHODS` whose images' latents guide it
 #: (``coda_g``: R, the representatives notebook 02's discovery saved)
 GUIDED_BY = {"coda_g": "coda_r", "coda_g_kmeans": "kmeans", "coda_g_herding": "herding"}
@@ -130,9 +137,10 @@ class RunDir(_Folder):
     """
 
     # 02 ---------------------------------------------------------------------------------
-    def discovery(self, ipc: int, seed: int) -> Path:
-        """Discovery of one selection seed: ``.json`` diagnostics (``.npz`` arrays beside it)."""
-        return self.root / "discovery" / f"ipc{int(ipc)}_seed{int(seed)}.json"
+    def discovery(self, ipc: int, seed: int, noise_fill: bool = True) -> Path:
+        """Discovery of one selection seed: ``.json`` diagnostics (``.npz`` arrays beside it);
+        ``noise_fill=False``: the one made without the fill from HDBSCAN's noise (:data:`NO_NOISE_FILL`)."""
+        return self.root / "discovery" / f"ipc{int(ipc)}_seed{int(seed)}{'' if noise_fill else '_no_noise_fill'}.json"
 
     def umap2d(self, ipc: int, seed: int, class_index: int) -> Path:
         """The 2-D UMAP of one class drawn by notebook 02 (redrawn by 06)."""

@@ -33,7 +33,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 
 from . import parallel, params
-from .rundir import GUIDED_BY, REAL_METHODS, SELECTION_GENERATION_METHODS  # (REAL_METHODS re-exported)
+from .rundir import (EXTRA_REAL_METHODS, GUIDED_BY, NO_NOISE_FILL, REAL_METHODS,  # (REAL_METHODS re-exported)
+                     SELECTION_GENERATION_METHODS)
 
 __all__ = ["notebook_parameters", "encode", "discovery_inputs", "discover", "Discovered", "REAL_METHODS", "generate",
            "evaluate", "generate_sets", "selection_latents", "ablate", "main"]
@@ -126,11 +127,13 @@ def _saved_discovery(path: Path, cache, p: dict):
     except (CorruptFileError, OSError, KeyError, ValueError, TypeError):
         return None
     hp = discovery.scaled_hyperparameters(float(np.mean(cache.counts)))  # as discovery.discover resolves None
-    want = {"ipc": int(p["ipc"]), "seed": int(p["seed"]), "min_samples": int(p["min_samples"]), "pca_dims": p["pca_dims"],
+    want = {"ipc": int(p["ipc"]), "seed": int(p["seed"]), "noise_fill": bool(p.get("noise_fill", True)),
+            "min_samples": int(p["min_samples"]), "pca_dims": p["pca_dims"],
             "n_neighbors": hp["n_neighbors"] if p["n_neighbors"] is None else int(p["n_neighbors"]),
             "min_cluster_size": hp["min_cluster_size"] if p["min_cluster_size"] is None else int(p["min_cluster_size"]),
             "n_components": discovery.REFERENCE["n_components"]}
-    if {k: d.params.get(k) for k in want} != want or list(d.class_names) != list(cache.class_names):
+    made = {k: d.params.get(k, True if k == "noise_fill" else None) for k in want}  # (no noise_fill key: it filled)
+    if made != want or list(d.class_names) != list(cache.class_names):
         return None
     for c, cd in zip(d.class_ids, d.per_class):
         if len(cd.positions) != want["ipc"] or not np.array_equal(
@@ -154,7 +157,7 @@ def _export(target, positions, set_dir: Path, method: str, ipc: int, extra: dict
     return True
 
 
-def discover(p: dict, methods: Sequence[str] = REAL_METHODS, *, target=None, cache=None, embeddings: dict | None = None,
+def discover(p: dict, methods: Sequence[str] | None = None, *, target=None, cache=None, embeddings: dict | None = None,
              resume: bool = True, log: Callable[[str], Any] | None = print) -> Discovered:
     """Notebook 02's discovery and selections (stage 2), with its parameters ``p`` (``ipc``,
     ``selection_seeds``, ``n_neighbors``, ``min_cluster_size``, ``min_samples``, ``pca_dims``,
@@ -167,7 +170,11 @@ def discover(p: dict, methods: Sequence[str] = REAL_METHODS, *, target=None, cac
     ``sets/<method>_ipcN_seedS/`` (``sets/herding_ipcN/``), each with a manifest saying what made it.
 
     Args:
-        methods: which selections to export (notebook 02: all three; ``coda distill``: R).
+        methods: which selections to export, of :data:`REAL_METHODS` and
+            :data:`~coda_utils.rundir.EXTRA_REAL_METHODS` (``None``: ``p["methods"]``, notebook 02's
+            advanced setting, all three of :data:`REAL_METHODS` by default; ``coda distill``: R).
+            ``coda_r_no_noise_fill`` runs discovery a second time per seed without the fill from
+            HDBSCAN's noise (reusing the seed's UMAP embeddings), saved beside the first.
         target, cache: :func:`discovery_inputs` of ``p``, when the caller has them already.
         embeddings: ``{class index: embedding}`` computed with these very settings for the
             first selection seed (notebook 02's walk-through), used instead of a second UMAP.
@@ -183,9 +190,10 @@ def discover(p: dict, methods: Sequence[str] = REAL_METHODS, *, target=None, cac
 
     from . import baselines, discovery, rundir
 
-    unknown = [m for m in methods if m not in REAL_METHODS]
+    methods = list(p.get("methods") or REAL_METHODS) if methods is None else list(methods)
+    unknown = [m for m in methods if m not in REAL_METHODS + EXTRA_REAL_METHODS]
     if unknown:
-        raise params.ParameterError(f"methods {unknown}: stage 2 makes {', '.join(REAL_METHODS)}")
+        raise params.ParameterError(f"methods {unknown}: stage 2 makes {', '.join(REAL_METHODS + EXTRA_REAL_METHODS)}")
     say = log or (lambda line: None)
     run = rundir.RunDir(p["run_dir"])
     if target is None or cache is None:
@@ -207,7 +215,17 @@ def discover(p: dict, methods: Sequence[str] = REAL_METHODS, *, target=None, cac
         say(f"seed {s}: " + ("found " + str(path) + " (same settings, same cache)" if s in found
                              else f"{time.perf_counter() - t0:.1f} s")
             + f", representatives by strategy {d.strategy_counts()}")
-    selections = {}
+    selections, no_fill = {}, {}
+    for s in seeds if NO_NOISE_FILL in methods else []:  # R without the fill from noise (beyond the paper)
+        path = run.discovery(ipc, s, noise_fill=False)
+        d = _saved_discovery(path, cache, {**p, "seed": s, "noise_fill": False}) if resume else None
+        if d is None:
+            d = discovery.discover(cache, ipc, p["n_neighbors"], p["min_cluster_size"], p["min_samples"], s, p["pca_dims"],
+                                   progress=p["progress"], reuse=discoveries[s], noise_fill=False)
+            d.save(path)
+        no_fill[s] = d
+        selections[NO_NOISE_FILL, s] = d.positions
+        say(f"seed {s} without the noise fill: representatives by strategy {d.strategy_counts()}")
     if "coda_r" in methods:
         selections.update({("coda_r", s): d.positions for s, d in discoveries.items()})
     if "kmeans" in methods:
@@ -221,6 +239,8 @@ def discover(p: dict, methods: Sequence[str] = REAL_METHODS, *, target=None, cac
         extra = {"selection_seed": s, "encoder": encoder}
         if name == "coda_r":
             extra.update(discoveries[s].manifest())
+        elif name == NO_NOISE_FILL:
+            extra.update(no_fill[s].manifest())
         elif name == "kmeans":
             extra.update(space="standardized VAE latents", seed=s)
         else:

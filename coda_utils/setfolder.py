@@ -86,7 +86,7 @@ class CorruptSetError(CorruptFileError):
 _MADE_BY = {"coda_r": "02_discover", "kmeans": "02_discover", "herding": "02_discover", "unguided": "03_generate",
             "text_prompt": "03_generate", "coda_g": "03_generate", "random_real": "04_evaluate",
             "vae_coda_r": "04_evaluate", "vae_random_real": "04_evaluate", "coda_g_kmeans": "03_generate",
-            "coda_g_herding": "03_generate"}
+            "coda_g_herding": "03_generate", "coda_r_no_noise_fill": "02_discover"}
 
 
 def remake_action(set_dir: str | os.PathLike, method: str | None = None) -> str:

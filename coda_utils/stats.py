@@ -70,6 +70,14 @@ SELECTION_GENERATION_CONTRASTS = (
     Contrast("coda_g_herding", "coda_g", "does guided generation do better from herding's images than from R?"),
 )
 
+#: R without the exactly-IPC step's fill from HDBSCAN's noise (beyond the paper, issue 27; ``make
+#: no-noise-fill``): the variant of notebook 05's IPC-50 selection sweep above discovery on target_val
+NO_NOISE_FILL_CONTRASTS = (
+    Contrast("coda_r_no_noise_fill", "coda_r", "does R improve without the fill from HDBSCAN's noise?"),
+    Contrast("coda_r_no_noise_fill", "random_real", "does R without the noise fill beat random real images?"),
+    Contrast("coda_r", "random_real", "does discovery pick better real images than chance?"),
+)
+
 
 def per_seed(df: pd.DataFrame, value: str = "acc") -> pd.DataFrame:
     """One row per (method, setting, selection seed): ``value`` averaged over that set's

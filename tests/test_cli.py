@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coda_utils import cli, params
+from coda_utils import cli, params, rundir
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = {"bag": 8, "trouser": 1, "tshirt": 0}  # folder -> Fashion-MNIST label
@@ -95,7 +95,7 @@ def test_the_commands_pass_every_parameter_of_the_notebooks(tree, tmp_path):
 def test_the_method_lists_are_the_stages_own():
     from coda_utils import scale
 
-    assert cli.REAL == scale.REAL_METHODS
+    assert cli.REAL == scale.REAL_METHODS + rundir.EXTRA_REAL_METHODS
     check = params.SPECS["03_generate"]["methods"]
     check("methods", list(cli.GENERATED), {})
     with pytest.raises(params.ParameterError):

@@ -75,3 +75,55 @@ def test_attribute_fidelity_counts_what_each_prompt_asks_for():
     assert list(rows["dark_share"]) == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0] and (rows["n"] == 4).all()
     assert list(rows["obeys"][:4]) == [1.0] * 4 and all(math.isnan(v) for v in rows["obeys"][4:])
     assert all(s == [0, 1, 2, 3] for s in seen)  # the same noise for every prompt and scale
+
+
+class _NoisePipe:
+    """A stand-in text-to-image pipeline that draws each sample's initial latent as diffusers does
+    (``randn`` of its own generator) and paints the background from it (``by="noise"``: dark when
+    the first channel's mean is negative) or from the prompt (``by="prompt"``)."""
+
+    def __init__(self, by):
+        self.by = by
+        self.unet = type("U", (), {"config": type("C", (), {"in_channels": 4, "sample_size": 4})()})()
+
+    def __call__(self, prompts, num_inference_steps, guidance_scale, generator, output_type):
+        z = torch.cat([torch.randn((1, 4, 4, 4), generator=g) for g in generator])
+        light = (z[:, 0].mean((1, 2)) > 0) if self.by == "noise" else torch.tensor(["white" in p for p in prompts])
+        return type("Out", (), {"images": light.float()[:, None, None, None].expand(len(prompts), 1, 8, 8).clone()})()
+
+
+def test_noise_decides_background_tells_a_noise_painted_background_from_a_prompted_one():
+    from coda_utils import judge
+
+    by_noise = judge.noise_decides_background(_NoisePipe("noise"), ["Coat", "Bag"], per_class=40)
+    assert by_noise["same_background"] == 1.0 and by_noise["n"] == 80
+    assert by_noise["from_noise_means"] >= 0.9 > by_noise["chance"]  # read back off the noise it reconstructs
+    by_prompt = judge.noise_decides_background(_NoisePipe("prompt"), ["Coat", "Bag"], per_class=40)
+    assert by_prompt["same_background"] == 0.0 and by_prompt["dark_share"] == {"black": 1.0, "white": 0.0}
+
+
+def test_noise_decides_background_reads_the_noise_the_pipeline_starts_from(tmp_path):
+    """The latents it reconstructs (``randn`` of each sample's generator) are those the pipeline
+    starts from: given them as ``latents``, the pipeline draws the same images."""
+    from coda_utils.tiny_pipelines import tiny_sd_pipeline
+
+    pipe = tiny_sd_pipeline(tmp_path)
+    c, s = pipe.unet.config.in_channels, pipe.unet.config.sample_size
+    gens = [torch.Generator().manual_seed(7 + i) for i in range(2)]
+    a = pipe(["a coat", "a bag"], num_inference_steps=2, guidance_scale=5.0, generator=gens, output_type="pt").images
+    z = torch.stack([torch.randn((c, s, s), generator=torch.Generator().manual_seed(7 + i)) for i in range(2)])
+    b = pipe(["a coat", "a bag"], num_inference_steps=2, guidance_scale=5.0, latents=z, output_type="pt").images
+    assert torch.equal(a, b)
+
+
+def test_background_leak_reads_the_shipped_priors_background_off_its_noisy_latents():
+    """The shipped prior's noisy latents tell the background at t = 800 (its schedule keeps
+    signal there) and nearly nothing would be left at a timestep whose signal were zero."""
+    from coda_utils import judge, prior
+
+    pipe = prior.load_prior()
+    out = judge.background_leak(pipe, load_fashion_mnist("pool"), n=200, timesteps=(999, 800, 0))
+    assert set(out["accuracy"]) == {999, 800, 0} and 0.5 <= out["chance"] < 0.7
+    assert out["accuracy"][0] >= 0.95 and out["accuracy"][800] >= 0.9
+    a = pipe.scheduler.alphas_cumprod[999].float()
+    assert out["signal"][999] == pytest.approx(float((a / (1 - a)).sqrt()))

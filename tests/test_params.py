@@ -28,7 +28,8 @@ BAD = {
     "decoder_steps": None, "vae_batch": 0, "unet_batch": 0, "vae_channels": [], "unet_channels": [0], "unet_plain_levels": -1,
     "text_width": 0, "latent_passes": 0, "pool_limit": 0, "tokenizer_dir": 3, "judge_steps": -1,
     "fidelity_samples": 0, "fd_target_images": 1, "psnr_images": 0, "sampling_steps": 0, "overwrite_shipped": "no", "work_dir": None,
-    "write_card": "yes", "train": "yes", "fast": "yes", "holdout_fraction": 1.0,
+    "write_card": "yes", "train": "yes", "fast": "yes", "holdout_fraction": 1.0, "noise_offset": -0.1,
+    "background_caption_p": 1.5,
 }
 
 

@@ -218,6 +218,7 @@ def test_make_prior_builds_the_shipped_priors_settings():
     nb = params.notebook_defaults("00_build_prior")  # its parameters cell and its advanced settings
     nb.update(yaml.safe_load((root / "notebooks" / "params" / "prior.yaml").read_text()))
     shipped = read_json(root / "data" / "models" / "fashion-prior" / "training_report.json")["config"]
+    shipped = {**prior_build._ADDED_FIELDS, **shipped}  # settings added since, at the value it was built with
     defaults = prior.PriorConfig().to_dict()
     fields = set(defaults)
     # what the notebook sets is the notebook's; every other field is PriorConfig's default
@@ -264,3 +265,23 @@ def test_vae_psnr_is_measured_on_the_image_area_in_0_1_units():
     r = prior.vae_reconstruction_psnr(_PixelVAE(2 / 255), x, batch_size=4)
     assert r["psnr_db"] == pytest.approx(20 * math.log10(255), abs=1e-3) == pytest.approx(48.13, abs=5e-3)
     assert r["mean_image_psnr_db"] == pytest.approx(20 * math.log10(255), abs=1e-3) and r["n"] == 6
+
+
+def test_offset_noise_adds_a_per_image_per_channel_constant_and_none_by_default():
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    shape = (4000, 4, 8, 8)
+    # offset 0 is plain randn: the shipped prior's training noise, draw for draw
+    assert torch.equal(prior_build.training_noise(shape, g()), torch.randn(shape, generator=g()))
+    plain, offset = prior_build.training_noise(shape, g()), prior_build.training_noise(shape, g(), 0.5)
+    # the spatial mean of each channel: variance 1/64 for plain noise, 1/64 + 0.25 with the offset
+    assert plain.mean((2, 3)).var().item() == pytest.approx(1 / 64, rel=0.1)
+    assert offset.mean((2, 3)).var().item() == pytest.approx(1 / 64 + 0.25, rel=0.1)
+    assert torch.allclose(offset - plain, (offset - plain)[..., :1, :1].expand(shape), atol=1e-6)  # constant over the image
+
+
+def test_offset_noise_is_a_unet_setting_and_leaves_checkpoints_made_before_it_valid():
+    base, offset = prior.PriorConfig(**TINY), prior.PriorConfig(**{**TINY, "noise_offset": 0.5})
+    assert "noise_offset" not in prior_build._stage_fingerprint(base, "unet")  # as checkpoints made before it
+    assert prior_build._stage_fingerprint(offset, "unet")["noise_offset"] == 0.5
+    for stage in ("vae", "latents", "decoder"):
+        assert prior_build._stage_fingerprint(base, stage) == prior_build._stage_fingerprint(offset, stage)

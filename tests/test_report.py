@@ -272,3 +272,28 @@ def test_selection_generation_table_and_reading_quote_the_same_contrasts():
     # what generation does to each selection, said per IPC from the intervals
     assert "at IPC 10 generation loses to coda_r and kmeans" in text and "IPC 1" in text
     assert "| coda_g_kmeans |" in table
+
+
+def test_no_noise_fill_table_and_reading_quote_the_same_paired_contrasts():
+    rows = []
+    base = {"coda_r": 70.0, "coda_r_no_noise_fill": 71.5, "random_real": 70.2}
+    for ipc in (10, 50):
+        for m, acc in base.items():
+            for s in range(5):
+                rows.append({"method": m, "ipc": ipc, "arch": "convnet3", "protocol": "dc", "selection_seed": s,
+                             "seed": 1000 * s, "acc": acc + (ipc == 50) * 10 + 0.3 * ((s * 7) % 3) + 0.1 * (m == "coda_r") * s,
+                             "acc_best": acc, "train_seconds": 1.0, "epochs": 100, "precision": "fp32"})
+    df = pd.DataFrame(rows)
+    source = "results/no_noise_fill.csv"
+    table = report.no_noise_fill_table(df, source)
+    text = report.no_noise_fill_reading(df, source)
+    from coda_utils.report_tables import no_noise_fill_contrasts
+
+    contrasts = no_noise_fill_contrasts(df)
+    assert list(contrasts["contrast"].unique()) == [c.name for c in report.stats.NO_NOISE_FILL_CONTRASTS]
+    assert set(contrasts["test"]) == {"paired t"} and sorted(contrasts["ipc"].unique()) == [10, 50]
+    for r in contrasts.to_dict("records"):
+        assert f"`{r['contrast']}`" in table and report.quote(r) in text
+    r = contrasts[(contrasts["contrast"] == "coda_r_no_noise_fill - coda_r") & (contrasts["ipc"] == 50)].iloc[0]
+    assert r["verdict"] == "coda_r_no_noise_fill higher" and f"at IPC 50 `coda_r_no_noise_fill - coda_r` is {report.quote(r)}" in text
+    assert "| coda_r_no_noise_fill |" in table
