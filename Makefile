@@ -235,6 +235,18 @@ soft-labels: data
 	$(PY) -m coda_utils.report readme README.md &&) \
 	echo "make soft-labels: $(SOFT_DIR) done in $$(( $$(date +%s) - start )) s"
 
+# An experiment beyond the paper in the study's protocol (STUDY_EPOCHS, fp32, SEEDS): $(1) the target,
+# also its published run's name; $(2) the run (runs/$(2)); $(3) its IPCs; $(4) the make variables it
+# changes; $(5) its evaluations; $(6) the results file the published run writes (then the README).
+define beyond_paper
+	+@start=$$(date +%s); \
+	$(THREAD_ENV) $(MAKE) --no-print-directory -j$(JOBS) $(if $(REDO),-B) RUN=$(2) IPCS="$(3)" \
+	    $(4) EPOCHS=$(STUDY_EPOCHS) $(5) && \
+	$(if $(filter $(1),$(2)),$(PY) -m coda_utils.report collect runs/$(2) --labels hard \
+	    --out $(6) && $(PY) -m coda_utils.report readme README.md &&) \
+	echo "make $(1): runs/$(2) done in $$(( $$(date +%s) - start )) s"
+endef
+
 # Selection x generation (issue 27, beyond the paper): does guided generation add anything to the
 # selection it follows? CoDA-G from the k-means and herding sets (coda_g_kmeans, coda_g_herding:
 # the same sampler, gamma and noise seeds as coda_g, only the representatives change) beside
@@ -245,12 +257,7 @@ SG_IPCS ?= 1 10
 SG_GEN := coda_g coda_g_kmeans coda_g_herding
 SG_EVALS = $(foreach i,$(SG_IPCS),$(foreach m,$(SG_GEN) coda_r kmeans herding,runs/$(SG_RUN)/eval/$(m)_ipc$(i)/04_evaluate.ipynb))
 selection-generation: data
-	@start=$$(date +%s); \
-	$(THREAD_ENV) $(MAKE) --no-print-directory -j$(JOBS) $(if $(REDO),-B) RUN=$(SG_RUN) IPCS="$(SG_IPCS)" \
-	    GEN_METHODS="$(SG_GEN)" EPOCHS=$(STUDY_EPOCHS) $(SG_EVALS) && \
-	$(if $(filter selection-generation,$(SG_RUN)),$(PY) -m coda_utils.report collect runs/$(SG_RUN) --labels hard \
-	    --out results/selection_generation.csv && $(PY) -m coda_utils.report readme README.md &&) \
-	echo "make selection-generation: runs/$(SG_RUN) done in $$(( $$(date +%s) - start )) s"
+	$(call beyond_paper,selection-generation,$(SG_RUN),$(SG_IPCS),GEN_METHODS="$(SG_GEN)",$(SG_EVALS),results/selection_generation.csv)
 
 # R without the exactly-IPC step's fill from HDBSCAN's noise (issue 27, beyond the paper: the one
 # variant of notebook 05's IPC-50 selection sweep above discovery on target_val, 5 seeds, paired),
@@ -260,12 +267,7 @@ NF_RUN ?= no-noise-fill
 NF_IPCS ?= 10 50
 NF_EVALS = $(foreach i,$(NF_IPCS),$(foreach m,coda_r_no_noise_fill coda_r random_real,runs/$(NF_RUN)/eval/$(m)_ipc$(i)/04_evaluate.ipynb))
 no-noise-fill: data
-	@start=$$(date +%s); \
-	$(THREAD_ENV) $(MAKE) --no-print-directory -j$(JOBS) $(if $(REDO),-B) RUN=$(NF_RUN) IPCS="$(NF_IPCS)" \
-	    REAL_METHODS="$(REAL_METHODS) coda_r_no_noise_fill" EPOCHS=$(STUDY_EPOCHS) $(NF_EVALS) && \
-	$(if $(filter no-noise-fill,$(NF_RUN)),$(PY) -m coda_utils.report collect runs/$(NF_RUN) --labels hard \
-	    --out results/no_noise_fill.csv && $(PY) -m coda_utils.report readme README.md &&) \
-	echo "make no-noise-fill: runs/$(NF_RUN) done in $$(( $$(date +%s) - start )) s"
+	$(call beyond_paper,no-noise-fill,$(NF_RUN),$(NF_IPCS),REAL_METHODS="$(REAL_METHODS) coda_r_no_noise_fill",$(NF_EVALS),results/no_noise_fill.csv)
 
 readme: $(STAMP)
 	$(PY) -m coda_utils.report readme README.md

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from coda_utils import datasets
 from coda_utils.judge import attribute_fidelity
+from coda_utils.vae import encode_images
 from coda_utils.prior_build import training_noise
 from coda_utils.prior_model import PriorConfig, build_noise_scheduler, make_captions, web_transform
 from prior_text_probe import x0_predictions
@@ -68,8 +69,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     with torch.no_grad():
         x, inverted = web_transform(pool.load(pos), gen, cfg)
-        z = torch.cat([pipe.vae.encode(x[i:i + 500]).latent_dist.mean for i in range(0, len(x), 500)])
-    z = z * pipe.vae.config.scaling_factor
+        z = encode_images(pipe, x, batch_size=500, preprocessed=True)
     labels = pool.labels[pos]
     print(f"encoded {len(z)} pool images in {time.perf_counter() - t0:.0f} s; {float(inverted.float().mean()):.0%} inverted")
 

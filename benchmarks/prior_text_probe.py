@@ -40,23 +40,32 @@ def _frame(images: torch.Tensor) -> torch.Tensor:
     return images[..., mask].mean(dim=(1, 2))
 
 
+def _pure_noise(pipe, n: int, seed: int) -> torch.Tensor:
+    """``n`` unit-Gaussian latents of the UNet's shape (no particular image in them)."""
+    c, s = pipe.unet.config.in_channels, pipe.unet.config.sample_size
+    return torch.randn(n, c, s, s, generator=torch.Generator().manual_seed(seed))
+
+
+def _predict(pipe, zt: torch.Tensor, t: int, text: str) -> torch.Tensor:
+    """The UNet's output for ``zt`` at timestep ``t`` under the prompt ``text`` (the pipeline's own
+    prompt encoding, no classifier-free guidance)."""
+    cond, _ = pipe.encode_prompt([text] * len(zt), zt.device, 1, False)
+    return pipe.unet(zt, torch.full((len(zt),), t), encoder_hidden_states=cond).sample
+
+
 @torch.no_grad()
 def x0_predictions(pipe, prompts: dict[str, str], n: int, timesteps=(999, 800, 500), seed: int = 0) -> list[dict]:
     """The frame brightness of the decoded x0 the UNet predicts from the same ``n`` noisy latents
     (unit Gaussian noise: the marginal of unit-variance latents at every timestep, no particular
     image in it), one row per (timestep, prompt)."""
-    g = torch.Generator().manual_seed(seed)
-    unet, vae = pipe.unet, pipe.vae
-    c, s = unet.config.in_channels, unet.config.sample_size
-    zt = torch.randn(n, c, s, s, generator=g)
+    vae = pipe.vae
+    zt = _pure_noise(pipe, n, seed)
     acp = pipe.scheduler.alphas_cumprod
     rows = []
     for t in timesteps:
         a = acp[t].float()
         for name, text in prompts.items():
-            ids = pipe.tokenizer([text] * n, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                                 truncation=True, return_tensors="pt").input_ids
-            out = unet(zt, torch.full((n,), t), encoder_hidden_states=pipe.text_encoder(ids)[0]).sample
+            out = _predict(pipe, zt, t, text)
             if pipe.scheduler.config.prediction_type == "v_prediction":
                 x0 = a.sqrt() * zt - (1 - a).sqrt() * out
             else:
@@ -72,16 +81,8 @@ def unet_sensitivity(pipe, pairs: dict[str, tuple[str, str]], n: int = 8, timest
     """How far the UNet's noise prediction moves when one prompt is swapped for another (L2 norm
     of the difference over ``n`` unit-Gaussian latents), one row per (timestep, pair): a word the
     UNet ignores moves it as little as nothing."""
-    g = torch.Generator().manual_seed(seed)
-    c, s = pipe.unet.config.in_channels, pipe.unet.config.sample_size
-    zt = torch.randn(n, c, s, s, generator=g)
-
-    def eps(text, t):
-        ids = pipe.tokenizer([text] * n, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
-        return pipe.unet(zt, torch.full((n,), t), encoder_hidden_states=pipe.text_encoder(ids)[0]).sample
-
-    return [{"t": t, "pair": name, "moves": float((eps(a, t) - eps(b, t)).norm())}
+    zt = _pure_noise(pipe, n, seed)
+    return [{"t": t, "pair": name, "moves": float((_predict(pipe, zt, t, a) - _predict(pipe, zt, t, b)).norm())}
             for t in timesteps for name, (a, b) in pairs.items()]
 
 

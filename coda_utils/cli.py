@@ -31,15 +31,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__, params
-from .rundir import EXTRA_REAL_METHODS, GENERATED_METHODS, GUIDED_BY, REAL_METHODS, SELECTION_GENERATION_METHODS
+from .rundir import ALL_REAL_METHODS, GENERATED_METHODS, GUIDED_BY, SELECTION_GENERATION_METHODS
 
 __all__ = ["main", "build_parser", "stage_parameters", "PRIOR", "REAL", "GENERATED", "OPTIONS"]
 
 #: the shipped prior (found relative to the repository root from any working directory)
 PRIOR = "data/models/fashion-prior"
 #: the selections of real images stage 2 exports, and the generated sets stage 3 makes (notebook 03's
-#: ``methods``): :data:`coda_utils.rundir.REAL_METHODS` (+ ``EXTRA_REAL_METHODS``), :data:`coda_utils.rundir.GENERATED_METHODS`
-REAL = REAL_METHODS + EXTRA_REAL_METHODS
+#: ``methods``): :data:`coda_utils.rundir.ALL_REAL_METHODS`, :data:`coda_utils.rundir.GENERATED_METHODS`
+REAL = ALL_REAL_METHODS
 GENERATED = GENERATED_METHODS
 #: each command's stages and their notebooks
 NOTEBOOKS = {"encode": "01_encode", "discover": "02_discover", "generate": "03_generate", "evaluate": "04_evaluate"}

@@ -217,6 +217,15 @@ ATTRIBUTE_PROMPTS = {"black": ("a {} on a black background", True), "white": ("a
                      "plain": ("a {}", None)}
 
 
+def _dark_per_sample(pipe, template: str, class_names: Sequence[str], labels: np.ndarray, seed: int, steps: int,
+                     cfg: float, progress: bool = False) -> np.ndarray:
+    """Whether each sample of ``template`` (one per label, its class name in the ``{}``; sample
+    ``i`` with seed ``seed + i``) has a dark background (:func:`dark_background`)."""
+    texts = [template.format(class_names[c]) for c in labels]  # as notebook 03 prompts (target.prompts)
+    return dark_background(generate_unguided(pipe, texts, seed=seed, steps=steps, guidance_scale=float(cfg),
+                                             progress=progress))
+
+
 def attribute_fidelity(pipe, class_names: Sequence[str], prompts: dict | None = None,
                        cfg_scales: Sequence[float] = (1.0, 5.0, 10.0), per_class: int = 10, seed: int = 0,
                        steps: int = 25, progress: bool = False):
@@ -235,10 +244,8 @@ def attribute_fidelity(pipe, class_names: Sequence[str], prompts: dict | None = 
     labels = np.repeat(np.arange(len(class_names)), per_class)
     rows = []
     for name, (template, dark) in prompts.items():
-        texts = [template.format(class_names[c]) for c in labels]  # as notebook 03 prompts (target.prompts)
         for cfg in cfg_scales:
-            d = dark_background(generate_unguided(pipe, texts, seed=seed, steps=steps, guidance_scale=float(cfg),
-                                                  progress=progress))
+            d = _dark_per_sample(pipe, template, class_names, labels, seed, steps, cfg, progress)
             rows.append({"prompt": name, "template": template, "asks": {True: "dark", False: "light", None: "-"}[dark],
                          "cfg": float(cfg), "dark_share": float(d.mean()),
                          "obeys": float("nan") if dark is None else float((d == dark).mean()), "n": int(len(d)),
@@ -271,12 +278,12 @@ def background_leak(pipe, pool: LabeledImages, n: int = 2000, timesteps: Sequenc
     (``signal``: the weight of the clean latent in the epsilon target at ``t``, the noisy latent's
     signal over noise)."""
     from .prior_model import web_transform
+    from .vae import encode_images
 
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     x, inverted = web_transform(pool.load(np.sort(rng.permutation(len(pool))[:n])), g, cfg)
-    z = torch.cat([pipe.vae.encode(x[i:i + 500]).latent_dist.mean for i in range(0, n, 500)])
-    z = z * pipe.vae.config.scaling_factor
+    z = encode_images(pipe, x, batch_size=500, preprocessed=True)
     acp = pipe.scheduler.alphas_cumprod
     y = inverted.numpy()
     out, signal = {}, {}
@@ -301,11 +308,8 @@ def noise_decides_background(pipe, class_names: Sequence[str], per_class: int = 
     larger class)."""
     black, white = prompts or (ATTRIBUTE_PROMPTS["black"][0], ATTRIBUTE_PROMPTS["white"][0])
     labels = np.repeat(np.arange(len(class_names)), per_class)
-    dark = {}
-    for name, template in (("black", black), ("white", white)):
-        texts = [template.format(class_names[c]) for c in labels]
-        dark[name] = dark_background(generate_unguided(pipe, texts, seed=seed, steps=steps, guidance_scale=guidance_scale,
-                                                       progress=False))
+    dark = {name: _dark_per_sample(pipe, template, class_names, labels, seed, steps, guidance_scale)
+            for name, template in (("black", black), ("white", white))}
     shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
     # the initial latents the pipeline drew: randn of each sample's own generator (diffusers' randn_tensor)
     noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed + i)) for i in range(len(labels))])

@@ -31,7 +31,7 @@ __all__ = ["ParameterError", "SPECS", "ADVANCED", "check", "fill_defaults", "adv
 
 
 from .errors import ParameterError  # the errors module owns it (the data layer raises it too)
-from .rundir import EXTRA_REAL_METHODS, GENERATED_METHODS, REAL_METHODS
+from .rundir import ALL_REAL_METHODS, GENERATED_METHODS, REAL_METHODS
 
 
 Checker = Callable[[str, Any, Mapping[str, Any]], None]
@@ -276,7 +276,7 @@ SPECS: dict[str, dict[str, Checker]] = {
         **DATA, "model": model(), "ipc": integer(1), "n_neighbors": integer(2, none=True),
         "min_cluster_size": integer(2, none=True), "min_samples": integer(1), "selection_seeds": seeds(),
         "pca_dims": integer(2, none=True), **LIMITS, "plot_class": integer(0),
-        "methods": list_of(choice(REAL_METHODS + EXTRA_REAL_METHODS)), **COMMON,
+        "methods": list_of(choice(ALL_REAL_METHODS)), **COMMON,
     },
     "03_generate": {
         **DATA, "model": model(), "refiner": text(none=True, what="a refiner directory or hub id"),

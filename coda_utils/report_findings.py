@@ -186,8 +186,7 @@ def no_noise_fill_reading(df: pd.DataFrame, source: str) -> str:
     ipcs = sorted({i for _, i in found})
     parts = []
     for i in ipcs:
-        here = [(n, found[n, i]) for n in ("coda_r_no_noise_fill - coda_r", "coda_r_no_noise_fill - random_real",
-                                           "coda_r - random_real") if (n, i) in found]
+        here = [(c.name, found[c.name, i]) for c in stats.NO_NOISE_FILL_CONTRASTS if (c.name, i) in found]
         parts.append(f"at IPC {i} " + ", ".join(f"`{n}` is {quote(r)} ({r['verdict']})" for n, r in here))
     return ("**R without the noise fill on `test`** (beyond the paper; the study's protocol, rendered from `"
             f"{source}`; the variant was chosen on `target_val` by the sweep above): " + "; ".join(parts) + ".")

@@ -36,7 +36,7 @@ from typing import Iterable
 from .io import package_versions, read_json, write_json
 
 __all__ = ["RunDir", "AblationDir", "DETERMINISTIC", "STUDY_METHODS", "REAL_METHODS", "EXTRA_REAL_METHODS",
-           "NO_NOISE_FILL", "GENERATED_METHODS", "GUIDED_BY", "SELECTION_GENERATION_METHODS", "selection_seeds", "seeds_for", "networks_for"]
+           "ALL_REAL_METHODS", "NO_NOISE_FILL", "GENERATED_METHODS", "GUIDED_BY", "SELECTION_GENERATION_METHODS", "selection_seeds", "seeds_for", "networks_for"]
 
 #: methods whose set does not depend on a seed (herding is a greedy deterministic selection)
 DETERMINISTIC = ("herding",)
@@ -51,6 +51,8 @@ REAL_METHODS = ("coda_r", "kmeans", "herding")
 NO_NOISE_FILL = "coda_r_no_noise_fill"
 #: selections stage 2 exports only when asked (notebook 02's ``methods``, ``coda discover --methods``)
 EXTRA_REAL_METHODS = (NO_NOISE_FILL,)
+#: every selection stage 2 can export (the choices of notebook 02's ``methods``, ``coda discover --methods``)
+ALL_REAL_METHODS = REAL_METHODS + EXTRA_REAL_METHODS
 #: a guided method -> the selection of :data:`REAL_METHODS` whose images' latents guide it
 #: (``coda_g``: R, the representatives notebook 02's discovery saved)
 GUIDED_BY = {"coda_g": "coda_r", "coda_g_kmeans": "kmeans", "coda_g_herding": "herding"}

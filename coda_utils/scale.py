@@ -33,7 +33,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 
 from . import parallel, params
-from .rundir import (EXTRA_REAL_METHODS, GUIDED_BY, NO_NOISE_FILL, REAL_METHODS,  # (REAL_METHODS re-exported)
+from .rundir import (ALL_REAL_METHODS, GUIDED_BY, NO_NOISE_FILL, REAL_METHODS,  # (REAL_METHODS re-exported)
                      SELECTION_GENERATION_METHODS)
 
 __all__ = ["notebook_parameters", "encode", "discovery_inputs", "discover", "Discovered", "REAL_METHODS", "generate",
@@ -170,8 +170,7 @@ def discover(p: dict, methods: Sequence[str] | None = None, *, target=None, cach
     ``sets/<method>_ipcN_seedS/`` (``sets/herding_ipcN/``), each with a manifest saying what made it.
 
     Args:
-        methods: which selections to export, of :data:`REAL_METHODS` and
-            :data:`~coda_utils.rundir.EXTRA_REAL_METHODS` (``None``: ``p["methods"]``, notebook 02's
+        methods: which selections to export, of :data:`~coda_utils.rundir.ALL_REAL_METHODS` (``None``: ``p["methods"]``, notebook 02's
             advanced setting, all three of :data:`REAL_METHODS` by default; ``coda distill``: R).
             ``coda_r_no_noise_fill`` runs discovery a second time per seed without the fill from
             HDBSCAN's noise (reusing the seed's UMAP embeddings), saved beside the first.
@@ -191,9 +190,9 @@ def discover(p: dict, methods: Sequence[str] | None = None, *, target=None, cach
     from . import baselines, discovery, rundir
 
     methods = list(p.get("methods") or REAL_METHODS) if methods is None else list(methods)
-    unknown = [m for m in methods if m not in REAL_METHODS + EXTRA_REAL_METHODS]
+    unknown = [m for m in methods if m not in ALL_REAL_METHODS]
     if unknown:
-        raise params.ParameterError(f"methods {unknown}: stage 2 makes {', '.join(REAL_METHODS + EXTRA_REAL_METHODS)}")
+        raise params.ParameterError(f"methods {unknown}: stage 2 makes {', '.join(ALL_REAL_METHODS)}")
     say = log or (lambda line: None)
     run = rundir.RunDir(p["run_dir"])
     if target is None or cache is None:

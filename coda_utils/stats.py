@@ -47,11 +47,14 @@ class Contrast:
         return f"{self.a} - {self.b}"
 
 
+#: discovery against chance, asked by the study and again beside R without the noise fill
+_R_VS_RANDOM = Contrast("coda_r", "random_real", "does discovery pick better real images than chance?")
+
 #: the questions the study asks, in the order of its tables
 STUDY_CONTRASTS = (
     Contrast("coda_g", "unguided", "does CoDA guidance improve the prior's samples?"),
     Contrast("coda_g", "text_prompt", "does guidance beat prompt engineering?"),
-    Contrast("coda_r", "random_real", "does discovery pick better real images than chance?"),
+    _R_VS_RANDOM,
     Contrast("kmeans", "coda_r", "does k-means nearest-real beat discovery?"),
     Contrast("coda_g", "coda_r", "do guided samples match the representatives they follow?"),
     Contrast("coda_g", "random_real", "do guided samples beat random real images?"),
@@ -75,7 +78,7 @@ SELECTION_GENERATION_CONTRASTS = (
 NO_NOISE_FILL_CONTRASTS = (
     Contrast("coda_r_no_noise_fill", "coda_r", "does R improve without the fill from HDBSCAN's noise?"),
     Contrast("coda_r_no_noise_fill", "random_real", "does R without the noise fill beat random real images?"),
-    Contrast("coda_r", "random_real", "does discovery pick better real images than chance?"),
+    _R_VS_RANDOM,
 )
 
 

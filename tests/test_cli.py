@@ -95,7 +95,7 @@ def test_the_commands_pass_every_parameter_of_the_notebooks(tree, tmp_path):
 def test_the_method_lists_are_the_stages_own():
     from coda_utils import scale
 
-    assert cli.REAL == scale.REAL_METHODS + rundir.EXTRA_REAL_METHODS
+    assert cli.REAL == rundir.ALL_REAL_METHODS == scale.REAL_METHODS + rundir.EXTRA_REAL_METHODS
     check = params.SPECS["03_generate"]["methods"]
     check("methods", list(cli.GENERATED), {})
     with pytest.raises(params.ParameterError):
