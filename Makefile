@@ -195,7 +195,8 @@ run: data
 study: data
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory run RUN=$(RUN) IPCS=10 EPOCHS=$(STUDY_EPOCHS) $(if $(filter study,$(RUN)),FIGURES=figures) && \
-	$(if $(filter study,$(RUN)),$(MAKE) --no-print-directory publish RUN=study NAME=study &&) \
+	$(if $(filter study,$(RUN)),$(PY) benchmarks/set_backgrounds.py --run $(RUN_DIR) --ipc 10 --out results/set_backgrounds.csv && \
+	$(MAKE) --no-print-directory publish RUN=study NAME=study &&) \
 	echo "make study: done in $$(( $$(date +%s) - start )) s"
 
 full: data
@@ -354,11 +355,14 @@ test: lint data
 	$(NBVAL) $(addprefix build/nbval/,$(notdir $(NB_LAST))) && \
 	echo "make test: done in $$(( $$(date +%s) - start )) s"
 
+# PRIOR_BASE=dir: fine-tune that finished prior's networks instead of training the stages before
+# (the shipped prior is the second prior, git show 654a04d:data/models/fashion-prior, fine-tuned so)
+PRIOR_BASE ?=
 prior: data
 	@mkdir -p runs/prior-build
 	$(PM) notebooks/00_build_prior.ipynb runs/prior-build/00_build_prior.ipynb -f notebooks/params/prior.yaml \
 	    -p out_dir data/models/fashion-prior -p overwrite_shipped True -p work_dir runs/prior-build -p device $(DEVICE) \
-	    -p figures_dir figures
+	    -p figures_dir figures $(if $(PRIOR_BASE),-p base_prior $(PRIOR_BASE))
 
 bench: data
 	$(PY) benchmarks/bench_evaluation.py

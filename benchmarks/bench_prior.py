@@ -11,7 +11,8 @@ minutes per stage and the total against the 2-hour budget of a CPU build (issue 
 Configurations (:data:`CONFIGS`): ``v1`` (the first prior: 4x8x8 latents, UNet 48-96-96 with
 cross-attention at 8x8 and 4x4), ``v2-naive`` (4x16x16 latents, VAE 32-64, the first prior's UNet
 as it is, so cross-attention over 16x16) and ``v2`` (the same latents, UNet 32-64-96 with a plain
-16x16 level). Timings on a shared machine are upper bounds; run it alone for the number.
+16x16 level), ``v3`` (the shipped prior: ``v2`` and its offset-noise fine-tuning). Timings on a shared
+machine are upper bounds; run it alone for the number.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_prior.py --threads 2 --steps 6
 """
@@ -32,10 +33,14 @@ from coda_utils import datasets, prior
 CONFIGS = {
     "v1": prior.FIRST_PRIOR,
     # the first prior's UNet moved to 16x16 latents as it is: cross-attention over 256 positions
-    "v2-naive": {"unet_channels": (48, 96, 96), "unet_plain_levels": 0},
-    "v2": {},
+    "v2-naive": {**prior.SECOND_PRIOR, "unet_channels": (48, 96, 96), "unet_plain_levels": 0},
+    "v2": prior.SECOND_PRIOR,
+    # the shipped prior: the second with its offset-noise fine-tuning
+    "v3": {},
 }
 BUDGET_MIN = 120.0
+#: the stages a build times (train_prior's report: "<stage>_seconds")
+STAGES = ("vae", "unet", "finetune", "decoder")
 
 
 def time_config(name: str, steps: int, pool_n: int, device: str) -> dict:
@@ -45,20 +50,22 @@ def time_config(name: str, steps: int, pool_n: int, device: str) -> dict:
     # batches from the pool whatever its size, so their difference is `steps` steps; the rest
     # (pool encoding, tokenizer, saving) differs by the encoding of pool_n images.
     for n, images in ((1, pool_n), (steps + 1, 2 * pool_n)):
-        cfg = dataclasses.replace(full, vae_steps=n, unet_steps=n, decoder_steps=n, checkpoint_every=10 ** 6)
+        cfg = dataclasses.replace(full, vae_steps=n, unet_steps=n, decoder_steps=n, checkpoint_every=10 ** 6,
+                                  finetune_steps=n if full.finetune_steps else 0)
         pool = datasets.load_fashion_mnist("pool").subset(np.arange(images))
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             report = prior.train_prior(cfg, Path(tmp) / "out", pool=pool, progress=False, device=device,
                                        tokenizer_dir=prior.SHIPPED_PRIOR / "tokenizer")
             wall = time.perf_counter() - t0
-        rows[n] = {"vae": report["vae_seconds"], "unet": report["unet_seconds"], "decoder": report["decoder_seconds"],
-                   "rest": wall - report["vae_seconds"] - report["unet_seconds"] - report["decoder_seconds"]}
-    per_step = {k: (rows[steps + 1][k] - rows[1][k]) / steps for k in ("vae", "unet", "decoder")}
+        rows[n] = {k: report[f"{k}_seconds"] for k in STAGES}
+        rows[n]["rest"] = wall - sum(rows[n].values())
+    per_step = {k: (rows[steps + 1][k] - rows[1][k]) / steps for k in STAGES}
     encode_per_image = max(rows[steps + 1]["rest"] - rows[1]["rest"], 0.0) / pool_n
     minutes = {
         "vae": per_step["vae"] * full.vae_steps / 60,
         "unet": per_step["unet"] * full.unet_steps / 60,
+        "finetune": per_step["finetune"] * full.finetune_steps / 60,
         "decoder": per_step["decoder"] * full.decoder_steps / 60,
         "encode pool": encode_per_image * 50_000 / 60,  # the 50,000 pool images, latent_passes times each
         "other": max(rows[1]["rest"] - encode_per_image * pool_n, 0.0) / 60,  # tokenizer, saving, loading

@@ -37,7 +37,7 @@ record = {
     "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
     "torch": torch.__version__, "cuda": torch.version.cuda,
     "wall_seconds": seconds,
-    "stage_seconds": {k: report[k] for k in ("vae_seconds", "unet_seconds", "decoder_seconds")},
+    "stage_seconds": {k: report.get(k, 0) for k in ("vae_seconds", "unet_seconds", "finetune_seconds", "decoder_seconds")},
     "trained_on": report["trained_on"],
     "config": report["config"],
     "psnr_db": quality["psnr"]["mean_image_psnr_db"], "fidelity": quality["fidelity"]["fidelity"],

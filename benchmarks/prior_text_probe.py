@@ -30,6 +30,7 @@ import torch
 
 from coda_utils import datasets, io
 from coda_utils.judge import background_leak, dark_background, generate_unguided, noise_decides_background
+from coda_utils.prior_model import SECOND_PRIOR, PriorConfig, config_from_report
 
 FRAME = 3
 
@@ -138,9 +139,13 @@ def main(argv=None) -> int:
               f"{negative:.0%}")
 
     # why: the noisy latent tells the background by itself at the first timesteps, and the sampler's noise decides it
-    leak = background_leak(pipe, datasets.load_fashion_mnist("pool"), n=args.leak_n)
+    report = Path(args.model) / "training_report.json"
+    built = config_from_report(io.read_json(report)) if report.is_file() else PriorConfig(**SECOND_PRIOR)
+    offset = built.finetune_noise_offset if built.finetune_steps else built.noise_offset  # its last training noise
+    leak = background_leak(pipe, datasets.load_fashion_mnist("pool"), n=args.leak_n, noise_offset=offset)
     found["leak"] = leak
-    print(f"\nthe background (polarity) read off a noisy training latent's 4 channel means ({leak['n']} web images, "
+    print(f"\nthe background (polarity) read off a noisy training latent's 4 channel means (offset noise {offset:g}; "
+          f"{leak['n']} web images, "
           f"5-fold logistic regression, chance {leak['chance']:.0%}):")
     for t, acc in leak["accuracy"].items():
         print(f"  t {t:>4}: {acc:.1%}")

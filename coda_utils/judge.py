@@ -29,7 +29,7 @@ from .io import atomic_write, read_json, write_json
 
 __all__ = ["Judge", "train_judge", "frechet_distance", "distances_to", "prompt_fidelity", "generate_unguided", "SHIPPED_JUDGE",
            "to_canvas", "judge_features", "dark_background", "ATTRIBUTE_PROMPTS", "attribute_fidelity", "background_leak",
-           "noise_decides_background"]
+           "noise_decides_background", "set_backgrounds"]
 
 SHIPPED_JUDGE = Path(__file__).resolve().parent.parent / "data" / "models" / "fashion-judge"
 CANVAS = 32
@@ -264,7 +264,7 @@ def _cv_accuracy(features: np.ndarray, target: np.ndarray, seed: int = 0) -> flo
 
 @torch.no_grad()
 def background_leak(pipe, pool: LabeledImages, n: int = 2000, timesteps: Sequence[int] = (999, 900, 800),
-                    seed: int = 0, cfg=None) -> dict:
+                    seed: int = 0, cfg=None, noise_offset: float = 0.0) -> dict:
     """How much of an image's background its noisy latent still tells at the first timesteps of
     the schedule, where the sampler decides the background: ``n`` web-transformed ``pool`` images
     (:func:`coda_utils.prior_model.web_transform`, half of them polarity-inverted, as the prior
@@ -272,11 +272,14 @@ def background_leak(pipe, pool: LabeledImages, n: int = 2000, timesteps: Sequenc
     prior's DDPM schedule), and the 5-fold cross-validated accuracy with which a logistic
     regression reads the polarity off the noisy latent's per-channel means (chance: the share of
     the larger class). A schedule whose first timesteps leave the background readable trains a
-    UNet that need not read it from the text.
+    UNet that need not read it from the text. ``noise_offset``: the training noise's offset
+    (:func:`coda_utils.prior_build.training_noise`; the shipped prior's fine-tuning trained with
+    one, so that the channel means of its noisy latents tell the background no more).
 
     Returns ``{"n", "chance", "accuracy": {t: acc}, "signal": {t: sqrt(abar_t / (1 - abar_t))}}``
     (``signal``: the weight of the clean latent in the epsilon target at ``t``, the noisy latent's
     signal over noise)."""
+    from .prior_build import training_noise
     from .prior_model import web_transform
     from .vae import encode_images
 
@@ -290,9 +293,10 @@ def background_leak(pipe, pool: LabeledImages, n: int = 2000, timesteps: Sequenc
     for t in timesteps:
         a = acp[int(t)].float()
         signal[int(t)] = float((a / (1 - a)).sqrt())
-        zt = a.sqrt() * z + (1 - a).sqrt() * torch.randn(z.shape, generator=g)
+        zt = a.sqrt() * z + (1 - a).sqrt() * training_noise(z.shape, g, noise_offset)
         out[int(t)] = _cv_accuracy(zt.mean(dim=(2, 3)).numpy(), y, seed)
-    return {"n": int(n), "chance": float(max(y.mean(), 1 - y.mean())), "accuracy": out, "signal": signal}
+    return {"n": int(n), "chance": float(max(y.mean(), 1 - y.mean())), "accuracy": out, "signal": signal,
+            "noise_offset": float(noise_offset)}
 
 
 @torch.no_grad()
@@ -319,3 +323,33 @@ def noise_decides_background(pipe, class_names: Sequence[str], per_class: int = 
             "dark_share": {k: float(v.mean()) for k, v in dark.items()},
             "chance": float(max(y.mean(), 1 - y.mean())),
             "from_noise_means": _cv_accuracy(noise.mean(dim=(2, 3)).numpy(), y, seed) if two else float("nan")}
+
+
+def set_backgrounds(run_dir: str | Path, ipc: int, methods: Sequence[str] = ("unguided", "text_prompt", "coda_g"),
+                    reference: str = "unguided") -> "pd.DataFrame":
+    """The backgrounds of a run's generated sets (the study's text-prompt baseline as it was made,
+    beside the prior's own samples): one row per method and selection seed with the set's size,
+    its share of dark backgrounds (:func:`dark_background`) and the mean absolute difference, in
+    grey levels, from the same seed's ``reference`` set (the same noise in the same order, so
+    image ``i`` of one is image ``i`` of the other). Seeds whose sets are missing are skipped."""
+    import pandas as pd
+
+    from .rundir import RunDir
+    from .setfolder import read_set
+
+    run = RunDir(run_dir)
+    rows = []
+    for method in methods:
+        for d in run.set_dirs(method, ipc):
+            seed = int(d.name.rsplit("_seed", 1)[1]) if "_seed" in d.name else None
+            ref_dir = run.set_dir(reference, ipc, seed)
+            if not ref_dir.is_dir():
+                continue
+            x, ref = read_set(d).images, read_set(ref_dir).images
+            if x.shape != ref.shape:
+                raise ValueError(f"{d} and {ref_dir} differ in shape ({tuple(x.shape)}, {tuple(ref.shape)}): "
+                                 "not sets of the same noise")
+            rows.append({"method": method, "ipc": int(ipc), "selection_seed": seed, "n": len(x),
+                         "dark_share": float(dark_background(x).mean()),
+                         "diff_to_" + reference: float((x.float() - ref.float()).abs().mean())})
+    return pd.DataFrame(rows)

@@ -260,6 +260,9 @@ SPECS: dict[str, dict[str, Checker]] = {
         "vae_latent_channels": integer(1), "unet_channels": list_of(integer(1)),
         "unet_plain_levels": integer(0), "text_width": integer(1), "latent_passes": integer(1),
         "noise_offset": number(0.0), "background_caption_p": number(0.0, 1.0),
+        "finetune_steps": integer(0), "finetune_batch": integer(1), "finetune_lr": number(0.0),
+        "finetune_noise_offset": number(0.0), "finetune_background_caption_p": number(0.0, 1.0),
+        "base_prior": text(none=True, what="a directory path"),
         "pool_limit": integer(1, none=True), "device": device(), "tokenizer_dir": text(none=True, what="a directory path"),
         "judge_steps": integer(0), "fidelity_samples": integer(1), "fd_target_images": integer(2), "psnr_images": integer(1, none=True),
         "sampling_steps": integer(1), "cfg_scale": number(1.0), "out_dir": text(what="a directory path"),
@@ -347,9 +350,17 @@ ADVANCED: dict[str, dict[str, tuple[Any, str]]] = {
         "unet_plain_levels": (1, "highest-resolution UNet levels without cross-attention (the 16x16 one)"),
         "text_width": (64, "text encoder width"),
         "latent_passes": (3, "passes over the pool's latents (each with fresh web transforms)"),
-        "noise_offset": (0.0, "offset noise in the UNet's training noise (0: the shipped prior; its background "
-                              "words need it: benchmarks/prior_text_probe.py)"),
+        "noise_offset": (0.0, "offset noise in the UNet stage's training noise (0: the shipped prior, which gets "
+                              "it in its fine-tuning instead)"),
         "background_caption_p": (0.3, "share of training captions that name the background (black / white)"),
+        "finetune_steps": (600, "offset-noise fine-tuning of the UNet and text encoder after the UNet stage, so that "
+                                "the prior follows its background words (0: none, the second prior)"),
+        "finetune_batch": (64, "fine-tuning batch size"),
+        "finetune_lr": (3e-4, "fine-tuning learning rate (constant, no EMA)"),
+        "finetune_noise_offset": (0.5, "offset noise of the fine-tuning (benchmarks/prior_text_probe.py: why)"),
+        "finetune_background_caption_p": (1.0, "share of the fine-tuning's captions that name the background"),
+        "base_prior": (None, "train: fine-tune this finished prior's networks instead of training the stages before "
+                             "(make prior PRIOR_BASE=...: how the shipped prior was made from the second)"),
         "pool_limit": (None, "train on the first N pool images only (quick checks)"),
         "tokenizer_dir": ("data/models/fashion-prior/tokenizer", "reuse this vocabulary; None: train a new one"),
         "judge_steps": (3000, "training steps of the judge classifier (when it is not found)"),

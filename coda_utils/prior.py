@@ -6,13 +6,16 @@ captions, so that, like SDXL for ImageNet, it is a general prior whose distribut
 from the ``target`` split being distilled (``docs/embedded-world.md``).
 
 The result is a standard diffusers :class:`~diffusers.StableDiffusionPipeline` (CLIP-style
-tokenizer and text encoder, :class:`~diffusers.AutoencoderKL` 32x32 -> 4x16x16 (the second
-prior; the first, :data:`FIRST_PRIOR`, had 4x8x8 latents and cost real images up to 5 points),
+tokenizer and text encoder, :class:`~diffusers.AutoencoderKL` 32x32 -> 4x16x16 (since the second
+prior, :data:`SECOND_PRIOR`; the first, :data:`FIRST_PRIOR`, had 4x8x8 latents and cost real images
+up to 5 points; the shipped one is the second with its UNet and text encoder fine-tuned with offset
+noise, so that it follows its background words),
 :class:`~diffusers.UNet2DConditionModel`, DPM-Solver++ 2M Karras scheduler with Stable
 Diffusion's scaled-linear betas) saved with ``save_pretrained`` and loaded offline with
 ``DiffusionPipeline.from_pretrained(path)``.
 
-Training runs in stages (tokenizer -> VAE -> pool latents -> UNet -> pipeline), each of which
+Training runs in stages (tokenizer -> VAE -> pool latents -> UNet -> offset-noise fine-tuning ->
+decoder -> pipeline), each of which
 checkpoints into the output directory and resumes after an interruption. A checkpoint made
 with other settings is refused, never silently reused.
 
@@ -34,11 +37,11 @@ build use only the base, the data and the method's stages.
 from __future__ import annotations
 
 from .prior_build import (STAGE_DEPENDS, STAGE_FIELDS, StaleCheckpointError, encode_pool_latents, finetune_decoder,
-                          prepare_tokenizer, train_autoencoder, train_prior, train_unet, train_vae,
+                          finetune_unet, prepare_tokenizer, train_autoencoder, train_prior, train_unet, train_vae,
                           vae_reconstruction_psnr)
 from .prior_card import write_model_card
 from . import prior_build, prior_card, prior_model
-from .prior_model import (BACKGROUND_SUFFIX, CAPTION_TEMPLATES, FIRST_PRIOR, SHIPPED_PRIOR, SYNONYMS, PriorConfig,
+from .prior_model import (BACKGROUND_SUFFIX, CAPTION_TEMPLATES, FIRST_PRIOR, SECOND_PRIOR, SHIPPED_PRIOR, SYNONYMS, PriorConfig,
                           build_noise_scheduler, build_scheduler, build_text_encoder, build_tokenizer, build_unet,
                           build_vae, caption_corpus, config_from_report, count_parameters, latent_shape, load_prior,
                           make_captions, web_transform)

@@ -1,15 +1,17 @@
 """The embedded prior's build: train it stage by stage (resumable), save it, measure its VAE.
 
-Training runs in stages (tokenizer -> VAE -> pool latents -> UNet -> pipeline), each of which
-checkpoints into the output directory and resumes after an interruption. A checkpoint made
-with other settings is refused, never silently reused.
+Training runs in stages (tokenizer -> VAE -> pool latents -> UNet -> offset-noise fine-tuning ->
+decoder -> pipeline), each of which checkpoints into the output directory and resumes after an
+interruption. A checkpoint made with other settings is refused, never silently reused.
 
-:func:`train_prior` runs every stage (tokenizer -> VAE -> pool latents -> UNet -> decoder) and saves
-the pipeline; :func:`train_autoencoder` runs the VAE stages alone; :func:`vae_reconstruction_psnr`
+:func:`train_prior` runs every stage and saves the pipeline; with ``base_prior`` it takes a finished
+prior's networks and runs the fine-tuning alone (how the shipped prior was made from the second); :func:`train_autoencoder` runs the VAE stages alone; :func:`vae_reconstruction_psnr`
 measures a VAE. The model they train is :mod:`coda_utils.prior_model`.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
@@ -22,7 +24,8 @@ from .datasets import LabeledImages, load_fashion_mnist
 from .images import resize_images
 from .io import atomic_write, write_json
 from .prior_model import (SHIPPED_PRIOR, PriorConfig, build_noise_scheduler, build_scheduler, build_text_encoder,
-                          build_tokenizer, build_unet, build_vae, count_parameters, make_captions, web_transform)
+                          build_tokenizer, build_unet, build_vae, config_from_report, count_parameters, load_prior,
+                          make_captions, web_transform)
 from .vae import resolve_model_path
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "train_vae",
     "encode_pool_latents",
     "train_unet",
+    "finetune_unet",
     "training_noise",
     "finetune_decoder",
     "train_autoencoder",
@@ -56,6 +60,8 @@ STAGE_FIELDS = {
     "unet": ["background_caption_p", "caption_dropout", "text_width", "text_layers", "text_heads", "max_tokens",
              "unet_channels", "unet_layers_per_block", "unet_plain_levels", "unet_steps", "unet_batch", "unet_lr", "ema_decay",
              "noise_offset"],
+    "finetune": ["finetune_steps", "finetune_batch", "finetune_lr", "finetune_noise_offset",
+                 "finetune_background_caption_p"],
     "decoder": ["decoder_steps", "decoder_lr"],
 }
 
@@ -63,7 +69,7 @@ STAGE_FIELDS = {
 #: the stages whose settings each stage's result depends on (the decoder is fine-tuned from
 #: the VAE alone, so more UNet steps leave a finished decoder valid)
 STAGE_DEPENDS = {"vae": ["vae"], "latents": ["vae", "latents"], "unet": ["vae", "latents", "unet"],
-                 "decoder": ["vae", "decoder"]}
+                 "finetune": ["vae", "latents", "unet", "finetune"], "decoder": ["vae", "decoder"]}
 
 
 #: fields added after checkpoints were made, at the value those checkpoints were trained with: a
@@ -71,12 +77,25 @@ STAGE_DEPENDS = {"vae": ["vae"], "latents": ["vae", "latents"], "unet": ["vae", 
 _ADDED_FIELDS = {"noise_offset": 0.0}
 
 
-def _stage_fingerprint(cfg: PriorConfig, stage: str) -> dict:
+def _stage_fingerprint(cfg: PriorConfig, stage: str, base: str | None = None) -> dict:
     """The settings that decide ``stage``: its own fields and those of the stages it depends
-    on (:data:`STAGE_DEPENDS`), so that changing another stage never invalidates it."""
+    on (:data:`STAGE_DEPENDS`), so that changing another stage never invalidates it; with
+    ``base`` (a finished prior's hash, :func:`_prior_hash`) also the networks it starts from."""
     d = cfg.to_dict()
     fields = [f for st in STAGE_DEPENDS[stage] for f in STAGE_FIELDS[st]]
-    return {"stage": stage, **{f: d[f] for f in fields if f not in _ADDED_FIELDS or d[f] != _ADDED_FIELDS[f]}}
+    fp = {"stage": stage, **{f: d[f] for f in fields if f not in _ADDED_FIELDS or d[f] != _ADDED_FIELDS[f]}}
+    return {**fp, "base": base} if base is not None else fp
+
+
+def _prior_hash(path: Path) -> str:
+    """The sha256 of a saved prior's weights (every ``*.safetensors`` under it, in path order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*.safetensors")):
+        h.update(f.relative_to(path).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def training_noise(shape, generator: torch.Generator, offset: float = 0.0) -> torch.Tensor:
@@ -192,14 +211,15 @@ def _rounded_scaling_factor(means: torch.Tensor) -> float:
 
 @torch.no_grad()
 def encode_pool_latents(cfg: PriorConfig, vae, pool: torch.Tensor, labels: np.ndarray, work: Path,
-                        progress: bool = True) -> dict[str, torch.Tensor]:
+                        progress: bool = True, base: str | None = None) -> dict[str, torch.Tensor]:
     """Encode ``latent_passes`` web-transformed passes over the pool once (posterior mean and
     std, unscaled; where ``vae`` is, kept on the CPU); the UNet then trains on this cache instead
     of running the VAE each step. Also holds the VAE's ``scaling_factor``: SD's convention of
     unit-variance latents, rounded (as SD's 0.18215) and stored, since its last digit can differ
-    between devices."""
+    between devices. ``base``: the hash of the finished prior whose VAE ``vae`` is (``train_prior``'s
+    ``base_prior``), part of the cache's fingerprint."""
     path = work / "checkpoints" / "pool_latents.pt"
-    fp = _stage_fingerprint(cfg, "latents")
+    fp = _stage_fingerprint(cfg, "latents", base)
     cached = _load_checkpoint(path, fp)
     if cached is not None:
         cached.setdefault("scaling_factor", _rounded_scaling_factor(cached["mean"]))  # caches made before it was stored
@@ -223,6 +243,24 @@ def encode_pool_latents(cfg: PriorConfig, vae, pool: torch.Tensor, labels: np.nd
     out["scaling_factor"] = _rounded_scaling_factor(out["mean"])
     _save_checkpoint(path, out)
     return out
+
+
+def _denoising_loss(unet, text_encoder, tokenizer, latents: dict, scaling_factor: float, cfg: PriorConfig, batch: int,
+                    offset: float, gen: torch.Generator, rng: np.random.Generator, noise_sched, device) -> torch.Tensor:
+    """One training batch's epsilon loss, as the UNet stage and the fine-tuning draw it: latents
+    sampled from the pool cache's posteriors, the build's captions (``cfg.background_caption_p``),
+    :func:`training_noise` with ``offset``, uniform timesteps; drawn on the CPU, run on ``device``."""
+    mean, std = latents["mean"], latents["std"]
+    idx = torch.randint(len(mean), (batch,), generator=gen)
+    z0 = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=gen)) * scaling_factor
+    caps = make_captions(latents["labels"][idx].tolist(), latents["inverted"][idx].tolist(), rng, cfg)
+    ids = tokenizer(caps, padding="max_length", max_length=cfg.max_tokens, truncation=True, return_tensors="pt").input_ids
+    noise = training_noise(z0.shape, gen, offset)
+    t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(z0),), generator=gen)
+    zt = noise_sched.add_noise(z0, noise, t).to(device)
+    cond = text_encoder(ids.to(device))[0]
+    pred = unet(zt, t.to(device), encoder_hidden_states=cond).sample
+    return F.mse_loss(pred, noise.to(device))
 
 
 def train_unet(cfg: PriorConfig, latents: dict, scaling_factor: float, tokenizer, work: Path, progress: bool = True,
@@ -256,22 +294,13 @@ def train_unet(cfg: PriorConfig, latents: dict, scaling_factor: float, tokenizer
         ema_unet.to(device); ema_text.to(device)
         gen.set_state(ckpt["gen"]); rng.bit_generator.state = ckpt["rng"]
         step, log, seconds = ckpt["step"], ckpt["log"], ckpt["seconds"]
-    mean, std, labels, inverted = latents["mean"], latents["std"], latents["labels"], latents["inverted"]
     unet.train(); text_encoder.train()
     bar = _progress(cfg.unet_steps, step, "UNet", progress)
     t0 = time.perf_counter()
     running = None
     while step < cfg.unet_steps:
-        idx = torch.randint(len(mean), (cfg.unet_batch,), generator=gen)
-        z0 = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=gen)) * scaling_factor
-        caps = make_captions(labels[idx].tolist(), inverted[idx].tolist(), rng, cfg)
-        ids = tokenizer(caps, padding="max_length", max_length=cfg.max_tokens, truncation=True, return_tensors="pt").input_ids
-        noise = training_noise(z0.shape, gen, cfg.noise_offset)
-        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(z0),), generator=gen)
-        zt = noise_sched.add_noise(z0, noise, t).to(device)
-        cond = text_encoder(ids.to(device))[0]
-        pred = unet(zt, t.to(device), encoder_hidden_states=cond).sample
-        loss = F.mse_loss(pred, noise.to(device))
+        loss = _denoising_loss(unet, text_encoder, tokenizer, latents, scaling_factor, cfg, cfg.unet_batch,
+                               cfg.noise_offset, gen, rng, noise_sched, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -295,6 +324,65 @@ def train_unet(cfg: PriorConfig, latents: dict, scaling_factor: float, tokenizer
     ema_unet.load_state_dict(ckpt["ema_unet"]); ema_text.load_state_dict(ckpt["ema_text"])
     unet.cpu(); text_encoder.cpu()
     ema_unet.copy_to(unet.parameters()); ema_text.copy_to(text_encoder.parameters())
+    unet.eval(); text_encoder.eval()
+    return unet, text_encoder, ckpt["log"], ckpt["seconds"]
+
+
+def finetune_unet(cfg: PriorConfig, unet, text_encoder, latents: dict, scaling_factor: float, tokenizer, work: Path,
+                  progress: bool = True, device: str = "cpu", base: str | None = None):
+    """Offset-noise fine-tuning: the UNet and text encoder (the UNet stage's EMA weights, or a
+    finished prior's: ``base`` is then its hash) go on training for ``cfg.finetune_steps`` steps
+    with :func:`training_noise` at ``cfg.finetune_noise_offset`` and the background named in
+    ``cfg.finetune_background_caption_p`` of the captions; AdamW at a constant ``cfg.finetune_lr``,
+    gradients clipped at 1, no EMA (the fine-tuned weights are shipped). Offset noise removes what
+    the noisy latent of the first timesteps tells of the background, so the background words become
+    worth learning (``benchmarks/prior_text_probe.py``). Resumes from ``finetune.pt``; 0 steps
+    returns the networks as they are. Returns them (in eval mode, on the CPU), the loss log and the
+    training seconds (all sessions)."""
+    if cfg.finetune_steps == 0:
+        return unet.eval(), text_encoder.eval(), [], 0.0
+    device = torch.device(device)
+    unet.to(device).requires_grad_(True).train(); text_encoder.to(device).requires_grad_(True).train()
+    noise_sched = build_noise_scheduler()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.finetune_lr, weight_decay=1e-2)
+    gen = torch.Generator().manual_seed(cfg.seed + 4)
+    rng = np.random.default_rng(cfg.seed + 4)
+    captions = dataclasses.replace(cfg, background_caption_p=cfg.finetune_background_caption_p)
+    fp = _stage_fingerprint(cfg, "finetune", base)
+    fp["scaling_factor"] = round(float(scaling_factor), 6)
+    path = work / "checkpoints" / "finetune.pt"
+    step, log, seconds = 0, [], 0.0
+    ckpt = _load_checkpoint(path, fp)
+    if ckpt is not None:
+        unet.load_state_dict(ckpt["unet"]); text_encoder.load_state_dict(ckpt["text"]); opt.load_state_dict(ckpt["opt"])
+        gen.set_state(ckpt["gen"]); rng.bit_generator.state = ckpt["rng"]
+        step, log, seconds = ckpt["step"], ckpt["log"], ckpt["seconds"]
+    bar = _progress(cfg.finetune_steps, step, "offset-noise fine-tuning", progress)
+    t0 = time.perf_counter()
+    running = None
+    while step < cfg.finetune_steps:
+        loss = _denoising_loss(unet, text_encoder, tokenizer, latents, scaling_factor, captions, cfg.finetune_batch,
+                               cfg.finetune_noise_offset, gen, rng, noise_sched, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        bar.update(1)
+        if step % 50 == 0:
+            log.append({"step": step, "loss": running})
+            bar.set_postfix(loss=f"{running:.4f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.finetune_steps:
+            _save_checkpoint(path, {"fingerprint": fp, "unet": unet.state_dict(), "text": text_encoder.state_dict(),
+                                    "opt": opt.state_dict(), "gen": gen.get_state(), "rng": rng.bit_generator.state,
+                                    "step": step, "log": log, "seconds": seconds + time.perf_counter() - t0,
+                                    "device": _device_name(device)})
+    bar.close()
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    unet.cpu(); text_encoder.cpu()
+    unet.load_state_dict(ckpt["unet"]); text_encoder.load_state_dict(ckpt["text"])
     unet.eval(); text_encoder.eval()
     return unet, text_encoder, ckpt["log"], ckpt["seconds"]
 
@@ -365,7 +453,8 @@ def prepare_tokenizer(work: Path, cfg: PriorConfig, tokenizer_dir: str | Path | 
 
 def train_prior(cfg: PriorConfig, out_dir: str | Path, work_dir: str | Path | None = None,
                 pool: LabeledImages | None = None, progress: bool = True, overwrite_shipped: bool = False,
-                tokenizer_dir: str | Path | None = None, device: str = "cpu") -> dict:
+                tokenizer_dir: str | Path | None = None, device: str = "cpu",
+                base_prior: str | Path | None = None) -> dict:
     """Run every stage and save the pipeline to ``out_dir`` (``save_pretrained``, safetensors).
 
     ``device``: where the networks train (``"cuda"`` makes the whole build a few minutes);
@@ -374,6 +463,12 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, work_dir: str | Path | No
     Checkpoints and the tokenizer live in ``work_dir`` (default ``out_dir/../<name>-work``);
     re-running resumes. ``tokenizer_dir``: see :func:`prepare_tokenizer`.
     The shipped prior (:data:`SHIPPED_PRIOR`) is only replaced with ``overwrite_shipped=True``.
+
+    ``base_prior``: a finished prior (a directory ``train_prior`` wrote) whose VAE, tokenizer, text
+    encoder and UNet stand for the stages before the fine-tuning: its settings must equal ``cfg``'s
+    for those stages, and only the pool latents (with its VAE) and :func:`finetune_unet` run. The
+    report then keeps the base's stage times and logs and names it (``base_prior``: its hash and
+    its own report's device). It must not be ``out_dir``.
     Returns a training report (parameter counts, steps, seconds per stage, loss logs).
     """
     from diffusers import StableDiffusionPipeline
@@ -383,24 +478,48 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, work_dir: str | Path | No
         raise PermissionError(f"out_dir {out_dir} is the shipped prior; pass overwrite_shipped=True to replace it "
                               "(make prior does), or choose another out_dir")
     work = Path(work_dir) if work_dir is not None else out_dir.parent / f"{out_dir.name}-work"
+    base = _check_base_prior(cfg, base_prior, out_dir) if base_prior is not None else None
     (work / "checkpoints").mkdir(parents=True, exist_ok=True)
     write_json(work / "config.json", cfg.to_dict())
     torch.manual_seed(cfg.seed)
     pool = pool if pool is not None else load_fashion_mnist("pool")
     pool_px = pool.load()
-    tokenizer = prepare_tokenizer(work, cfg, tokenizer_dir)
 
-    vae, vae_log, vae_seconds = train_vae(cfg, pool_px, work, progress, device)
-    latents = encode_pool_latents(cfg, vae, pool_px, pool.labels, work, progress)
-    scaling = latents["scaling_factor"]
-    vae.register_to_config(scaling_factor=scaling)
-    unet, text_encoder, unet_log, unet_seconds = train_unet(cfg, latents, scaling, tokenizer, work, progress, device)
-    vae, decoder_log, decoder_seconds = finetune_decoder(cfg, vae, pool_px, work, progress)
+    if base is None:
+        tokenizer = prepare_tokenizer(work, cfg, tokenizer_dir)
+        vae, vae_log, vae_seconds = train_vae(cfg, pool_px, work, progress, device)
+        latents = encode_pool_latents(cfg, vae, pool_px, pool.labels, work, progress)
+        scaling = latents["scaling_factor"]
+        vae.register_to_config(scaling_factor=scaling)
+        unet, text_encoder, unet_log, unet_seconds = train_unet(cfg, latents, scaling, tokenizer, work, progress, device)
+        trained_on = {stage: _trained_on(work / "checkpoints" / f"{stage}.pt") for stage in ("vae", "unet")}
+    else:  # the base prior's networks, its (decoder-fine-tuned) VAE's encoder being the VAE stage's
+        tokenizer = prepare_tokenizer(work, cfg, base["path"] / "tokenizer")
+        pipe = load_prior(base["path"])
+        vae, unet, text_encoder = pipe.vae, pipe.unet, pipe.text_encoder
+        latents = encode_pool_latents(cfg, vae, pool_px, pool.labels, work, progress, base["hash"])
+        scaling = float(vae.config.scaling_factor)
+        if scaling != latents["scaling_factor"]:
+            raise StaleCheckpointError(f"base_prior {base['path']}: its VAE's scaling factor {scaling} is not the one "
+                                       f"of its pool latents ({latents['scaling_factor']}); is it a train_prior build?")
+        r = base["report"]
+        vae_log, unet_log, decoder_log = r["vae_log"], r["unet_log"], r["decoder_log"]
+        vae_seconds, unet_seconds, decoder_seconds = r["vae_seconds"], r["unet_seconds"], r["decoder_seconds"]
+        trained_on = {stage: r.get("trained_on", {}).get(stage, "not recorded") for stage in ("vae", "unet")}
+    unet, text_encoder, finetune_log, finetune_seconds = finetune_unet(
+        cfg, unet, text_encoder, latents, scaling, tokenizer, work, progress, device, base and base["hash"])
+    if cfg.finetune_steps:
+        trained_on["finetune"] = _trained_on(work / "checkpoints" / "finetune.pt")
+    if base is None:
+        vae, decoder_log, decoder_seconds = finetune_decoder(cfg, vae, pool_px, work, progress)
+        trained_on["decoder"] = _trained_on(work / "checkpoints" / "decoder.pt")
+    else:
+        trained_on["decoder"] = base["report"].get("trained_on", {}).get("decoder", "not recorded")
     vae = vae.cpu()
 
     # the tokenizer as it was made, not as training left it: a fast tokenizer called with padding
     # and truncation keeps them as its state, and save_pretrained would write them into tokenizer.json
-    tokenizer = prepare_tokenizer(work, cfg, tokenizer_dir)
+    tokenizer = prepare_tokenizer(work, cfg, tokenizer_dir if base is None else base["path"] / "tokenizer")
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=build_scheduler(), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
@@ -408,6 +527,7 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, work_dir: str | Path | No
     if tmp.exists():
         shutil.rmtree(tmp)
     pipe.save_pretrained(tmp, safe_serialization=True)
+    _drop_load_paths(tmp)
     report = {
         "config": cfg.to_dict(),
         "parameters": {"vae": count_parameters(vae), "unet": count_parameters(unet),
@@ -417,16 +537,51 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, work_dir: str | Path | No
         "vae_seconds": vae_seconds,
         "unet_seconds": unet_seconds,
         "decoder_seconds": decoder_seconds,
-        "trained_on": {stage: _trained_on(work / "checkpoints" / f"{stage}.pt") for stage in ("vae", "unet", "decoder")},
+        "finetune_seconds": finetune_seconds,
+        "trained_on": trained_on,
         "vae_log": vae_log,
         "unet_log": unet_log,
+        "finetune_log": finetune_log,
         "decoder_log": decoder_log,
     }
+    if base is not None:
+        report["base_prior"] = {"sha256": base["hash"], "config": base["report"]["config"]}
     write_json(tmp / "training_report.json", report)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return report
+
+
+def _drop_load_paths(folder: Path) -> None:
+    """Remove ``_name_or_path`` from every component's ``config.json`` under a saved pipeline:
+    diffusers writes where a component was loaded from (a base prior's folder), which says
+    nothing of the model and would differ between machines."""
+    for f in sorted(folder.glob("*/config.json")):
+        cfg = json.loads(f.read_text())
+        if cfg.pop("_name_or_path", None) is not None:
+            write_json(f, cfg)
+
+
+def _check_base_prior(cfg: PriorConfig, base_prior: str | Path, out_dir: Path) -> dict:
+    """``train_prior``'s base prior: its path (relative paths also from the repository root), its
+    hash and its report, after checking that its settings are ``cfg``'s for every stage before
+    the fine-tuning and the decoder's (a base built otherwise would make the report lie)."""
+    path = resolve_model_path(base_prior)
+    report_file = path / "training_report.json"
+    if not report_file.is_file():
+        raise FileNotFoundError(f"base_prior {base_prior} has no training_report.json: pass a prior that train_prior saved")
+    if path.resolve() == out_dir.resolve():
+        raise ValueError(f"base_prior {base_prior} is out_dir: copy it elsewhere first (the build replaces out_dir)")
+    report = json.loads(report_file.read_text())
+    made, want = config_from_report(report).to_dict(), cfg.to_dict()
+    fields = [f for st in ("vae", "latents", "unet", "decoder") for f in STAGE_FIELDS[st]] + ["seed"]
+    differ = sorted(f for f in set(fields) if made[f] != want[f])
+    if differ:
+        raise ValueError(f"base_prior {base_prior} was built with other settings than this run's for "
+                         + ", ".join(f"{f} ({made[f]!r}, not {want[f]!r})" for f in differ)
+                         + ": pass the settings it was built with")
+    return {"path": path, "hash": _prior_hash(path), "report": report}
 
 
 # --------------------------------------------------------------------------------------

@@ -75,8 +75,18 @@ def write_model_card(model_dir: str | Path, report: dict, quality: dict, round_t
         f"- Latent cache: {cfg['latent_passes']} web-transformed passes over the pool, posterior mean and std.",
         f"- Text encoder + UNet jointly: {cfg['unet_steps']} steps, batch {cfg['unet_batch']}, AdamW lr {cfg['unet_lr']} (one-cycle),",
         f"  epsilon objective, EMA {cfg['ema_decay']} (the EMA weights are shipped); {report['unet_seconds'] / 60:.1f} min.",
+        *([f"- Offset-noise fine-tuning of the text encoder + UNet: {cfg['finetune_steps']} steps, batch {cfg['finetune_batch']}, "
+           f"AdamW lr {cfg['finetune_lr']} (constant, no EMA),",
+           f"  training noise plus a per-image, per-channel constant of std {cfg['finetune_noise_offset']}, the background "
+           f"named in {cfg['finetune_background_caption_p']:.0%} of the captions; {report.get('finetune_seconds', 0) / 60:.1f} min.",
+           "  Without it the noisy latent of the first timesteps tells the background, and the prior ignored its",
+           "  background words (`benchmarks/prior_text_probe.py`)."] if cfg.get("finetune_steps") else []),
         f"- Decoder fine-tuning (encoder frozen, so latents and UNet stay valid): {cfg['decoder_steps']} steps, AdamW lr {cfg['decoder_lr']},",
         f"  L1 + MSE on posterior means; {report.get('decoder_seconds', 0) / 60:.1f} min.",
+        *([f"- The VAE, UNet and decoder stages are the second prior's (sha256 {report['base_prior']['sha256'][:12]}, "
+           "`git show 654a04d:data/models/fashion-prior`),",
+           "  which the fine-tuning started from (`make prior PRIOR_BASE=...`); their times are that build's."]
+          if "base_prior" in report else []),
         f"- Seed {cfg['seed']}. Rebuild with `notebooks/00_build_prior.ipynb` (`make prior`).",
         "",
         "## Measured quality",

@@ -25,6 +25,7 @@ from .io import atomic_write
 __all__ = [
     "PriorConfig",
     "FIRST_PRIOR",
+    "SECOND_PRIOR",
     "SHIPPED_PRIOR",
     "SYNONYMS",
     "CAPTION_TEMPLATES",
@@ -115,6 +116,16 @@ class PriorConfig:
     # first timesteps still tells the background, so the UNet never needs the background words and
     # the sampler's noise decides them (benchmarks/prior_text_probe.py). 0: the shipped prior.
     noise_offset: float = 0.0
+    # offset-noise fine-tuning (after the UNet stage): the UNet and text encoder go on training from
+    # their EMA weights with offset noise and the background named in finetune_background_caption_p
+    # of the captions, at a constant learning rate and without an EMA (0 steps: none, the second
+    # prior). The shipped prior is the second prior fine-tuned so, which teaches it its background
+    # words (benchmarks/prior_text_probe.py, benchmarks/prior_attributes.py)
+    finetune_steps: int = 600
+    finetune_batch: int = 64
+    finetune_lr: float = 3e-4
+    finetune_noise_offset: float = 0.5
+    finetune_background_caption_p: float = 1.0
     latent_passes: int = 3
     # decoder fine-tuning (encoder frozen, so the latent space and the UNet stay valid)
     decoder_steps: int = 1000
@@ -128,7 +139,11 @@ class PriorConfig:
 
 #: the first shipped prior (latents 4x8x8, UNet 48-96-96 with cross-attention at every level but
 #: the lowest): ``PriorConfig(**FIRST_PRIOR)`` rebuilds it; the benchmarks compare against it
-FIRST_PRIOR = {"vae_channels": (16, 32, 32), "unet_channels": (48, 96, 96), "unet_plain_levels": 0}
+FIRST_PRIOR = {"vae_channels": (16, 32, 32), "unet_channels": (48, 96, 96), "unet_plain_levels": 0, "finetune_steps": 0}
+
+#: the second prior (latents 4x16x16, no offset-noise fine-tuning): ``PriorConfig(**SECOND_PRIOR)``;
+#: the shipped prior is its weights fine-tuned (``train_prior(..., base_prior=...)``)
+SECOND_PRIOR = {"finetune_steps": 0}
 
 
 # --------------------------------------------------------------------------------------

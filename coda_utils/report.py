@@ -60,7 +60,7 @@ from .report_findings import (_and, _at, _by_ipc, _finding_values, _verdicts, CE
                               no_noise_fill_reading, prior_text_probe_reading, run_summary, selection_generation_reading, study_summary)
 from .report_costs import cost_table
 from .report_tables import (_SETTING_LABELS, _caption, _join, _network_spread, _order, _varying, FULL_PROTOCOL_RESULTS,
-                            NO_NOISE_FILL_RESULTS, PRIOR_V1_RESULTS, ROOT, SELECTION_GENERATION_RESULTS, STUDY_RESULTS, ablation_tables, attribute_table, full_protocol_table,
+                            NO_NOISE_FILL_RESULTS, PRIOR_V1_RESULTS, PRIOR_V2_RESULTS, ROOT, SELECTION_GENERATION_RESULTS, STUDY_RESULTS, ablation_tables, attribute_table, full_protocol_table, set_background_table,
                             no_noise_fill_table, numerics_table, precision_table, round_trip_table, selection_generation_table,
                             soft_label_table, study_table, teachers_file, throughput_table)
 
@@ -135,7 +135,9 @@ BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
     "numerics": ("results/bench_numerics.csv", numerics_table),
     # does the prior follow its prompt's background words (benchmarks/prior_attributes.py; the text-prompt baseline)
     "attribute-fidelity": ("results/attribute_fidelity.csv", attribute_table),
-    # why the prior ignores them (benchmarks/prior_text_probe.py --out results/prior_text_probe.json)
+    # what the study's text-prompt sets drew (benchmarks/set_backgrounds.py --out results/set_backgrounds.csv)
+    "set-backgrounds": ("results/set_backgrounds.csv", set_background_table),
+    # why the prior ignored them (benchmarks/prior_text_probe.py --out results/prior_text_probe.json)
     "prior-text-probe": ("results/prior_text_probe.json", prior_text_probe_reading),
     # what each stage and method costs (benchmarks/bench_costs.py --out results)
     "costs": ("results/costs.csv", cost_table),
@@ -147,6 +149,11 @@ BLOCKS: dict[str, tuple[str, Callable[[pd.DataFrame, str], str]]] = {
     "full-protocol-prior-v1": (f"{PRIOR_V1_RESULTS}/full_protocol.csv", full_protocol_table),
     "soft-labels-prior-v1": (f"{PRIOR_V1_RESULTS}/soft_labels.csv", soft_label_table),
     "ablations-prior-v1": (f"{PRIOR_V1_RESULTS}/ablations.csv", ablation_tables),
+    # the second prior's (before its offset-noise fine-tuning) background words, and why it ignored them
+    "attribute-fidelity-prior-v2": (f"{PRIOR_V2_RESULTS}/attribute_fidelity.csv", attribute_table),
+    "prior-text-probe-prior-v2": (f"{PRIOR_V2_RESULTS}/prior_text_probe.json", prior_text_probe_reading),
+    # the second prior's model-card measurements (its quality.json and training_report.json, copied)
+    "prior-quality-prior-v2": (f"{PRIOR_V2_RESULTS}/quality.json", prior_quality),
 }
 
 
@@ -155,7 +162,7 @@ def _read(path: Path) -> pd.DataFrame | dict:
         from .io import read_json
 
         return read_json(path)
-    if path.name.startswith(("bench_", "ablations", "vae_round_trip", "costs", "attribute_fidelity")):
+    if path.name.startswith(("bench_", "ablations", "vae_round_trip", "costs", "attribute_fidelity", "set_backgrounds")):
         return pd.read_csv(path)
     return evaluation.read_results(path)
 

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from . import evaluation, stats
-from .report_tables import PRIOR_V1_RESULTS, ROOT, STUDY_RESULTS
-from .rundir import GUIDED_BY, SELECTION_GENERATION_METHODS
+from .report_tables import PRIOR_V1_RESULTS, ROOT, SECOND_PRIOR_GENERATED, STUDY_RESULTS
+from .rundir import GENERATED_METHODS, GUIDED_BY, SELECTION_GENERATION_METHODS
 
 __all__ = ["quote", "CEILING_GOAL", "full_protocol_findings", "selection_generation_reading", "no_noise_fill_reading", "prior_text_probe_reading", "round_trip_reading", "prior_quality", "FINDINGS",
            "FINDING_SOURCES", "findings", "answers", "run_summary", "study_summary"]
@@ -118,7 +118,8 @@ def full_protocol_findings(df: pd.DataFrame, source: str, root: str | Path = ROO
                 f"{m} {a:.1f} then, {b:.1f} now" for m, a, b in pairs) + ".")
     gains = [found[n, i]["diff"] for n in ("coda_g - unguided", "coda_g - text_prompt") for i in ipcs if (n, i) in found]
     if gains:
-        lines.append(f"* **Guidance over the prior's own samples** of the same noise: `coda_g - unguided` "
+        whose = " (the second prior's, before its fine-tuning)" if source in SECOND_PRIOR_GENERATED else ""
+        lines.append(f"* **Guidance over the prior's own samples**{whose} of the same noise: `coda_g - unguided` "
                      f"{_at(found, 'coda_g - unguided', ipcs)}; `coda_g - text_prompt` "
                      f"{_at(found, 'coda_g - text_prompt', ipcs)}.")
     study_path = Path(root) / STUDY_RESULTS
@@ -127,6 +128,10 @@ def full_protocol_findings(df: pd.DataFrame, source: str, root: str | Path = ROO
         ipc = int(study["ipc"].iloc[0])
         short = {r["method"]: r["acc_mean"] for r in evaluation.summarize(study).to_dict("records")}
         diffs = {m: short[m] - mean[m, ipc]["acc_mean"] for m in short if (m, ipc) in mean}
+        # generated sets of two priors are not one protocol's against another's: real selections only
+        other_prior = source in SECOND_PRIOR_GENERATED
+        if other_prior:
+            diffs = {m: d for m, d in diffs.items() if m not in GENERATED_METHODS}
         own = [d for m, d in diffs.items() if m in ("unguided", "text_prompt")]
         rest = [d for m, d in diffs.items() if m not in ("unguided", "text_prompt")]
         s_found = _by_ipc(stats.contrasts(study))
@@ -139,7 +144,10 @@ def full_protocol_findings(df: pd.DataFrame, source: str, root: str | Path = ROO
                     f"same selection seeds: a method's mean moves by {min(rest):+.1f} to {max(rest):+.1f} points")
             if own:
                 text += f" ({min(own):+.1f} to {max(own):+.1f} for the prior's unguided and text-prompt samples)"
-            if ("coda_g - coda_r", ipc) in s_found and ("coda_g - coda_r", ipc) in found:
+            if other_prior:
+                text += (" (real selections only: this file's generated sets are the second prior's, the study's "
+                         "the shipped prior's)")
+            elif ("coda_g - coda_r", ipc) in s_found and ("coda_g - coda_r", ipc) in found:
                 a, b = s_found["coda_g - coda_r", ipc], found["coda_g - coda_r", ipc]
                 text += (f"; G - R is {quote(a)} there ({a['verdict']}) and {quote(b)} here ({b['verdict']})")
             lines.append(text + ".")
@@ -248,7 +256,9 @@ def prior_quality(quality: dict, source: str, root: str | Path = ROOT) -> str:
     per_class = {names[int(c)]: v for c, v in quality["fidelity"]["per_class"].items()}
     weak = {n: v for n, v in per_class.items() if v < max(per_class.values())}
     psnr = quality["psnr"]
-    text = [f"The shipped prior as notebook 00 measures it: VAE reconstructions of the {psnr['n']:,} `target` images at "
+    who = ("The second prior, before its offset-noise fine-tuning, as notebook 00 measured it"
+           if "prior_v2" in str(source) else "The shipped prior as notebook 00 measures it")
+    text = [f"{who}: VAE reconstructions of the {psnr['n']:,} `target` images at "
             f"{psnr['psnr_db']:.2f} dB PSNR over all pixels ({psnr['mean_image_psnr_db']:.2f} dB as the mean of per-image "
             f"PSNRs); prompt fidelity {100 * quality['fidelity']['fidelity']:.1f} % over {quality['fidelity']['n']:,} unguided "
             f"samples judged by a classifier of the prior's own `pool` ("
@@ -261,12 +271,16 @@ def prior_quality(quality: dict, source: str, root: str | Path = ROOT) -> str:
     if report_path.is_file():
         rep = read_json(report_path)
         cfg, n = rep["config"], rep["parameters"]
-        minutes = {k: rep[f"{k}_seconds"] / 60 for k in ("vae", "unet", "decoder")}
+        minutes = {k: rep.get(f"{k}_seconds", 0) / 60 for k in ("vae", "unet", "finetune", "decoder")}
         total = sum(minutes.values())
+        tuned = (f", offset-noise fine-tuning {cfg['finetune_steps']:,} in {minutes['finetune']:.0f} min"
+                 if cfg.get("finetune_steps") else "")
+        base = (f" (the VAE, UNet and decoder stages are the second prior's, sha256 "
+                f"{rep['base_prior']['sha256'][:12]}, which the fine-tuning started from)" if "base_prior" in rep else "")
         text.append(f"Parameters: UNet {n['unet'] / 1e6:.1f}M, VAE {n['vae'] / 1e6:.2f}M, text encoder "
-                    f"{n['text_encoder'] / 1e6:.2f}M. The shipped build's training, as its report records it (on "
-                    f"{', '.join(sorted(set(rep['trained_on'].values())))}): VAE {cfg['vae_steps']:,} steps in "
-                    f"{minutes['vae']:.0f} min, UNet {cfg['unet_steps']:,} in {minutes['unet']:.0f} min, decoder "
+                    f"{n['text_encoder'] / 1e6:.2f}M. The build's training, as its report records it (on "
+                    f"{', '.join(sorted(set(rep['trained_on'].values())))}){base}: VAE {cfg['vae_steps']:,} steps in "
+                    f"{minutes['vae']:.0f} min, UNet {cfg['unet_steps']:,} in {minutes['unet']:.0f} min{tuned}, decoder "
                     f"fine-tuning {cfg['decoder_steps']:,} in {minutes['decoder']:.0f} min: {int(total // 60)} h "
                     f"{total % 60:.0f} min in all.")
         sources.append(f"`{Path(source).parent / 'training_report.json'}`")
@@ -423,6 +437,11 @@ def study_summary(found: pd.DataFrame) -> str:
     return " ".join(lines)
 
 
+def _offset_words(leak: Mapping) -> str:
+    offset = leak.get("noise_offset", 0.0)
+    return f" (its training noise with an offset of std {offset:g}, as the prior's fine-tuning drew it)" if offset else ""
+
+
 def prior_text_probe_reading(d: Mapping, source: str) -> str:
     """Why the prior ignores its background words, from ``benchmarks/prior_text_probe.py --out``:
     how well a noisy training latent's channel means tell the background at the schedule's first
@@ -439,7 +458,7 @@ def prior_text_probe_reading(d: Mapping, source: str) -> str:
              + " | ".join(f"{acc[t]:.0%}" for t in sorted(acc, reverse=True)) + " |"]
     text = (f"Read from `{source}`: a logistic regression reads the background (the polarity of "
             f"{leak['n']} web-transformed `pool` images) off the four channel means of the noisy latent the UNet "
-            f"trains on with {acc[first]:.0%} accuracy at t = {first} (chance {leak['chance']:.0%}; 5-fold "
+            f"trains on{_offset_words(leak)} with {acc[first]:.0%} accuracy at t = {first} (chance {leak['chance']:.0%}; 5-fold "
             "cross-validation), the first timestep of sampling, where the background is decided:")
     out = [text, "", *lines, ""]
     said = []

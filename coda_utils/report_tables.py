@@ -27,6 +27,7 @@ from . import evaluation, stats
 from .results import _pm
 
 __all__ = ["ROOT", "STUDY_RESULTS", "FULL_PROTOCOL_RESULTS", "SELECTION_GENERATION_RESULTS", "PRIOR_V1_RESULTS",
+           "PRIOR_V2_RESULTS", "SECOND_PRIOR_GENERATED", "second_prior_note", "set_background_table",
            "study_table", "full_protocol_table", "selection_generation_table", "selection_generation_contrasts",
            "no_noise_fill_table", "no_noise_fill_contrasts", "NO_NOISE_FILL_RESULTS",
            "teachers_file", "soft_label_table", "ablation_tables", "round_trip_table", "precision_table",
@@ -45,6 +46,17 @@ SELECTION_GENERATION_RESULTS = "results/selection_generation.csv"
 NO_NOISE_FILL_RESULTS = "results/no_noise_fill.csv"
 #: where the results made with the first embedded prior were moved when the second was shipped
 PRIOR_V1_RESULTS = "results/prior_v1"
+#: where the second prior's own measurements (its attribute fidelity, its text probe) were moved when
+#: the shipped prior became its offset-noise fine-tuning
+PRIOR_V2_RESULTS = "results/prior_v2"
+#: result files whose generated sets the second prior made, before the shipped prior's offset-noise
+#: fine-tuning (its real selections are the shipped prior's too: the fine-tuning left the VAE as it
+#: was), and the command that re-runs them on the shipped prior; their captions say so
+SECOND_PRIOR_GENERATED = {
+    FULL_PROTOCOL_RESULTS: "`make full`",
+    SELECTION_GENERATION_RESULTS: "`make selection-generation`",
+    "results/ablations.csv": "notebook 05's gamma sweep",
+}
 
 _SETTING_LABELS = {"arch": "{}", "protocol": "{} protocol", "epochs": "{} epochs", "precision": "{}"}
 
@@ -146,7 +158,17 @@ def _caption(df: pd.DataFrame, source: str) -> str:
     for col, fmt in _SETTING_LABELS.items():
         if col in df.columns and df[col].nunique() == 1:
             parts.append(fmt.format(df[col].iloc[0]))
-    return f"{', '.join(parts)}; test split (10,000 images); accuracy after the last epoch. Source: `{source}`."
+    return (f"{', '.join(parts)}; test split (10,000 images); accuracy after the last epoch. Source: `{source}`."
+            + second_prior_note(source))
+
+
+def second_prior_note(source: str) -> str:
+    """The caption's warning for a file of :data:`SECOND_PRIOR_GENERATED` ("" for any other)."""
+    if source not in SECOND_PRIOR_GENERATED:
+        return ""
+    return (" Its generated sets were made by the second prior, before the shipped prior's offset-noise fine-tuning "
+            f"(its real selections are unchanged: the fine-tuning left the VAE as it was); {SECOND_PRIOR_GENERATED[source]} "
+            "re-runs them on the shipped prior.")
 
 
 def _varying(df: pd.DataFrame) -> list[str]:
@@ -350,7 +372,7 @@ def ablation_tables(df: pd.DataFrame, source: str) -> str:
 
     out = [f"Accuracy on `target_val` (never `test`), mean ± std over selection seeds; ConvNet-3, dc protocol, "
            f"{_join(df['epochs'].unique())} epochs, {_join(df['precision'].unique()) if 'precision' in df else 'fp32'}. "
-           f"Source: `{source}`."]
+           f"Source: `{source}`.{second_prior_note(source)}"]
     for sweep, part in df.groupby("sweep", sort=False):
         table, note = choice_table(part)
         out += ["", f"**{sweep}**", "", table, "", note]
@@ -606,3 +628,29 @@ def check_latex_tables(out_dir: str | Path = LATEX_DIR, root: str | Path = ROOT)
         if not path.is_file() or path.read_text() != _latex_file(name, cells, source, caption):
             stale.append(name)
     return stale
+
+
+def set_background_table(df: pd.DataFrame, source: str) -> str:
+    """The backgrounds of a run's generated sets (``benchmarks/set_backgrounds.py``,
+    :func:`coda_utils.judge.set_backgrounds`): per method, the share of dark backgrounds as mean ±
+    std over selection seeds with its range, and the mean absolute difference from the same
+    seed's unguided set; then a sentence on the text-prompt baseline against its goal."""
+    diff = next(c for c in df.columns if c.startswith("diff_to_"))
+    reference = diff[len("diff_to_"):]
+    lines = [f"Generated sets of IPC {_join(df['ipc'].unique())}, {_join(df['n'].unique())} images each: share with a "
+             "dark background (mean of a 3-pixel frame below half of white), mean ± std over selection seeds and its "
+             f"range; mean absolute difference from the same seed's `{reference}` set (the same noise in the same "
+             f"order), grey levels of 255. Source: `{source}`.", "",
+             f"| method | dark background | range over seeds | difference from `{reference}` | seeds |",
+             "|---|---:|---:|---:|---:|"]
+    for method, part in df.groupby("method", sort=False):
+        d = part["dark_share"] * 100
+        lines.append(f"| {method} | {d.mean():.1f} ± {d.std(ddof=1):.1f} % | {d.min():.0f}-{d.max():.0f} % | "
+                     f"{part[diff].mean():.1f} | {len(part)} |")
+    if "text_prompt" in set(df["method"]):
+        t = df[df["method"] == "text_prompt"]["dark_share"]
+        lines += ["", f"The text-prompt sets (\"on a black background\") have a dark background in {t.min():.0%} to "
+                  f"{t.max():.0%} of their images, seed by seed: "
+                  + ("at or above the goal of 90 % in every set." if t.min() >= 0.9 else
+                     f"below the goal of 90 % in {int((t < 0.9).sum())} of {len(t)} sets.")]
+    return "\n".join(lines)

@@ -127,3 +127,33 @@ def test_background_leak_reads_the_shipped_priors_background_off_its_noisy_laten
     assert out["accuracy"][0] >= 0.95 and out["accuracy"][800] >= 0.9
     a = pipe.scheduler.alphas_cumprod[999].float()
     assert out["signal"][999] == pytest.approx(float((a / (1 - a)).sqrt()))
+
+
+def test_set_backgrounds_reads_each_sets_frame_beside_the_same_seeds_unguided_set(tmp_path):
+    """One row per generated set with its dark share and its difference from the unguided set of
+    the same seed; a set without an unguided partner is skipped; the renderer quotes the text-prompt
+    sets' range against the 90 % goal; sets of other shapes are refused."""
+    from coda_utils.rundir import RunDir
+    from coda_utils.report_tables import set_background_table
+    from coda_utils.setfolder import write_set
+
+    run = RunDir(tmp_path / "run")
+    dark = np.zeros((4, 1, 28, 28), np.uint8)
+    light = np.full((4, 1, 28, 28), 255, np.uint8)
+    for seed, (ungu, text) in enumerate([(light, dark), (dark, dark)]):
+        write_set(run.set_dir("unguided", 10, seed), ungu, [0, 0, 1, 1], ["a", "b"])
+        write_set(run.set_dir("text_prompt", 10, seed), text, [0, 0, 1, 1], ["a", "b"])
+    write_set(run.set_dir("text_prompt", 10, 7), dark, [0, 0, 1, 1], ["a", "b"])  # no unguided seed 7
+    df = judge_lib.set_backgrounds(run.root, 10, ["unguided", "text_prompt"])
+    assert list(zip(df["method"], df["selection_seed"])) == [("unguided", 0), ("unguided", 1), ("text_prompt", 0),
+                                                              ("text_prompt", 1)]
+    assert df["dark_share"].tolist() == [0.0, 1.0, 1.0, 1.0]
+    assert df["diff_to_unguided"].tolist() == [0.0, 0.0, 255.0, 0.0]
+    text = set_background_table(df, "results/set_backgrounds.csv")
+    assert "| text_prompt | 100.0 ± 0.0 % | 100-100 % | 127.5 | 2 |" in text
+    assert "at or above the goal of 90 % in every set" in text
+    assert "below the goal of 90 % in 1 of 2 sets" in set_background_table(
+        df.assign(dark_share=[0.0, 1.0, 0.5, 1.0]), "x.csv")
+    write_set(run.set_dir("text_prompt", 10, 1), dark[:2], [0, 1], ["a", "b"])
+    with pytest.raises(ValueError, match="differ in shape"):
+        judge_lib.set_backgrounds(run.root, 10, ["text_prompt"])

@@ -29,7 +29,8 @@ BAD = {
     "text_width": 0, "latent_passes": 0, "pool_limit": 0, "tokenizer_dir": 3, "judge_steps": -1,
     "fidelity_samples": 0, "fd_target_images": 1, "psnr_images": 0, "sampling_steps": 0, "overwrite_shipped": "no", "work_dir": None,
     "write_card": "yes", "train": "yes", "fast": "yes", "holdout_fraction": 1.0, "noise_offset": -0.1,
-    "background_caption_p": 1.5,
+    "background_caption_p": 1.5, "finetune_steps": -1, "finetune_batch": 0, "finetune_lr": -1.0,
+    "finetune_noise_offset": -0.5, "finetune_background_caption_p": 2.0, "base_prior": 3,
 }
 
 

@@ -10,7 +10,7 @@ from coda_utils import prior, prior_build
 from coda_utils.datasets import load_fashion_mnist
 
 TINY = dict(vae_steps=3, unet_steps=4, vae_batch=8, unet_batch=8, vae_channels=(8, 8, 8), unet_channels=(16, 16, 16),
-            text_width=16, latent_passes=1, decoder_steps=3, checkpoint_every=2)
+            text_width=16, latent_passes=1, decoder_steps=3, checkpoint_every=2, finetune_steps=3, finetune_batch=8)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,9 @@ def test_stage_fingerprints_depend_only_on_what_each_stage_uses(tmp_path, small_
     with pytest.raises(prior.StaleCheckpointError):
         prior.train_prior(more_unet, tmp_path / "b", work_dir=work, pool=small_pool, progress=False)
     (work / "checkpoints" / "unet.pt").unlink()
+    with pytest.raises(prior.StaleCheckpointError, match="finetune.pt"):  # fine-tuned from the old UNet
+        prior.train_prior(more_unet, tmp_path / "b", work_dir=work, pool=small_pool, progress=False)
+    (work / "checkpoints" / "finetune.pt").unlink()
     second = prior.train_prior(more_unet, tmp_path / "b", work_dir=work, pool=small_pool, progress=False)
     assert second["decoder_log"] == first["decoder_log"] and second["vae_log"] == first["vae_log"]
     assert len(second["unet_log"]) >= len(first["unet_log"]) and second["trained_on"]["unet"] == "cpu"
@@ -285,3 +288,35 @@ def test_offset_noise_is_a_unet_setting_and_leaves_checkpoints_made_before_it_va
     assert prior_build._stage_fingerprint(offset, "unet")["noise_offset"] == 0.5
     for stage in ("vae", "latents", "decoder"):
         assert prior_build._stage_fingerprint(base, stage) == prior_build._stage_fingerprint(offset, stage)
+
+
+def test_finetune_from_a_base_prior_trains_only_the_unet_and_text_encoder(tmp_path, small_pool):
+    """base_prior: the base's VAE and tokenizer are kept byte for byte, the UNet and text encoder
+    move, the report keeps the base's stage logs and names it; a base built with other settings,
+    or the output directory itself as the base, is refused; the fine-tuning resumes."""
+    second = prior.PriorConfig(**{**TINY, **prior.SECOND_PRIOR})
+    base = tmp_path / "second"
+    base_report = prior.train_prior(second, base, work_dir=tmp_path / "w0", pool=small_pool, progress=False)
+    assert base_report["finetune_log"] == [] and base_report["finetune_seconds"] == 0.0
+    cfg = prior.PriorConfig(**TINY)
+    out = tmp_path / "tuned"
+    report = prior.train_prior(cfg, out, work_dir=tmp_path / "w1", pool=small_pool, progress=False, base_prior=base)
+    assert report["base_prior"]["sha256"] == prior_build._prior_hash(base)
+    assert report["unet_log"] == base_report["unet_log"] and report["vae_seconds"] == base_report["vae_seconds"]
+    assert report["finetune_seconds"] > 0 and report["trained_on"]["finetune"] == "cpu"
+    assert (out / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() == \
+        (base / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert (out / "tokenizer" / "tokenizer.json").read_bytes() == (base / "tokenizer" / "tokenizer.json").read_bytes()
+    assert not any("_name_or_path" in f.read_text() for f in out.glob("*/config.json"))  # no path of the base
+    assert (out / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() != \
+        (base / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    again = prior.train_prior(cfg, out, work_dir=tmp_path / "w1", pool=small_pool, progress=False, base_prior=base)
+    assert again["finetune_seconds"] == report["finetune_seconds"]  # resumed: nothing trained
+    with pytest.raises(ValueError, match="unet_lr"):
+        prior.train_prior(prior.PriorConfig(**{**TINY, "unet_lr": 1e-4}), tmp_path / "x", work_dir=tmp_path / "w2",
+                          pool=small_pool, progress=False, base_prior=base)
+    with pytest.raises(ValueError, match="is out_dir"):
+        prior.train_prior(cfg, base, work_dir=tmp_path / "w3", pool=small_pool, progress=False, base_prior=base)
+    with pytest.raises(FileNotFoundError, match="training_report"):
+        prior.train_prior(cfg, tmp_path / "y", work_dir=tmp_path / "w4", pool=small_pool, progress=False,
+                          base_prior=tmp_path / "w0")

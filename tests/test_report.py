@@ -297,3 +297,15 @@ def test_no_noise_fill_table_and_reading_quote_the_same_paired_contrasts():
     r = contrasts[(contrasts["contrast"] == "coda_r_no_noise_fill - coda_r") & (contrasts["ipc"] == 50)].iloc[0]
     assert r["verdict"] == "coda_r_no_noise_fill higher" and f"at IPC 50 `coda_r_no_noise_fill - coda_r` is {report.quote(r)}" in text
     assert "| coda_r_no_noise_fill |" in table
+
+
+def test_captions_say_which_files_hold_the_second_priors_generated_sets():
+    """A table of a file whose generated sets the second prior made says so in its caption (and
+    names the command that re-runs it); the study's, re-run on the shipped prior, does not."""
+    from coda_utils.report_tables import SECOND_PRIOR_GENERATED, _caption, second_prior_note
+
+    df = pd.DataFrame({"arch": ["convnet3"], "epochs": [300]})
+    for source, command in SECOND_PRIOR_GENERATED.items():
+        assert "second prior" in _caption(df, source) and command in second_prior_note(source)
+    assert "second prior" not in _caption(df, "results/study.csv") and second_prior_note("results/study.csv") == ""
+    assert "second prior" in report.render_block("ablations")
