@@ -144,6 +144,18 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, unit="step")
 
 
+def _optimizer_step(loss: torch.Tensor, opt, sched=None, clip_params: list | None = None) -> None:
+    """One training step of every stage's loop: back-propagate ``loss``, clip the gradients of
+    ``clip_params`` to norm 1 (``None``: no clipping), step the optimizer, then ``sched`` if given."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_params is not None:
+        torch.nn.utils.clip_grad_norm_(clip_params, 1.0)
+    opt.step()
+    if sched is not None:
+        sched.step()
+
+
 def _autoencoder_stage(cfg: PriorConfig, vae, params: list, lr: float, steps: int, seed: int, pool: torch.Tensor,
                        path: Path, fp: dict, desc: str, loss_fn, progress: bool,
                        device: torch.device = torch.device("cpu")) -> tuple[list, float]:
@@ -168,9 +180,7 @@ def _autoencoder_stage(cfg: PriorConfig, vae, params: list, lr: float, steps: in
         idx = torch.randint(len(pool), (cfg.vae_batch,), generator=gen)
         x, _ = web_transform(pool[idx], gen, cfg)
         loss, rec = loss_fn(x.to(device), gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step(); sched.step()
+        _optimizer_step(loss, opt, sched)
         step += 1
         bar.update(1)
         if step % 50 == 0:
@@ -301,10 +311,7 @@ def train_unet(cfg: PriorConfig, latents: dict, scaling_factor: float, tokenizer
     while step < cfg.unet_steps:
         loss = _denoising_loss(unet, text_encoder, tokenizer, latents, scaling_factor, cfg, cfg.unet_batch,
                                cfg.noise_offset, gen, rng, noise_sched, device)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step(); sched.step()
+        _optimizer_step(loss, opt, sched, clip_params=params)
         ema_unet.step(unet.parameters()); ema_text.step(text_encoder.parameters())
         step += 1
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
@@ -364,10 +371,7 @@ def finetune_unet(cfg: PriorConfig, unet, text_encoder, latents: dict, scaling_f
     while step < cfg.finetune_steps:
         loss = _denoising_loss(unet, text_encoder, tokenizer, latents, scaling_factor, captions, cfg.finetune_batch,
                                cfg.finetune_noise_offset, gen, rng, noise_sched, device)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        _optimizer_step(loss, opt, clip_params=params)
         step += 1
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         bar.update(1)

@@ -27,7 +27,8 @@ from . import evaluation, stats
 from .results import _pm
 
 __all__ = ["ROOT", "STUDY_RESULTS", "FULL_PROTOCOL_RESULTS", "SELECTION_GENERATION_RESULTS", "PRIOR_V1_RESULTS",
-           "PRIOR_V2_RESULTS", "SECOND_PRIOR_GENERATED", "second_prior_note", "set_background_table",
+           "PRIOR_V2_RESULTS", "SECOND_PRIOR_GENERATED", "second_prior_note", "MADE_ON_ANOTHER_CPU",
+           "other_cpu_note", "set_background_table",
            "study_table", "full_protocol_table", "selection_generation_table", "selection_generation_contrasts",
            "no_noise_fill_table", "no_noise_fill_contrasts", "NO_NOISE_FILL_RESULTS",
            "teachers_file", "soft_label_table", "ablation_tables", "round_trip_table", "precision_table",
@@ -54,8 +55,16 @@ PRIOR_V2_RESULTS = "results/prior_v2"
 #: was), and the command that re-runs them on the shipped prior; their captions say so
 SECOND_PRIOR_GENERATED = {
     FULL_PROTOCOL_RESULTS: "`make full`",
-    SELECTION_GENERATION_RESULTS: "`make selection-generation`",
-    "results/ablations.csv": "notebook 05's gamma sweep",
+}
+#: result files made on another CPU than the study's (an AMD EPYC): that CPU, and what follows from
+#: it. Discovery (UMAP) is not yet the same on every x86-64 CPU, and training not in its last digits
+#: (README, "The same numbers on any x86-64 CPU"), so what follows discovery differs from the study's
+_INTEL = "an Intel Xeon with AVX-512 and AMX"
+MADE_ON_ANOTHER_CPU = {
+    SELECTION_GENERATION_RESULTS: (_INTEL, "its `coda_r` and `coda_g` rows follow that CPU's discovery, and its "
+                                           "networks on ten images per class may differ in their last digits (its "
+                                           "IPC 1 rows of k-means and herding equal the AMD machine's)"),
+    "results/ablations.csv": (_INTEL, "every guided point follows that CPU's discovery"),
 }
 
 _SETTING_LABELS = {"arch": "{}", "protocol": "{} protocol", "epochs": "{} epochs", "precision": "{}"}
@@ -159,7 +168,15 @@ def _caption(df: pd.DataFrame, source: str) -> str:
         if col in df.columns and df[col].nunique() == 1:
             parts.append(fmt.format(df[col].iloc[0]))
     return (f"{', '.join(parts)}; test split (10,000 images); accuracy after the last epoch. Source: `{source}`."
-            + second_prior_note(source))
+            + second_prior_note(source) + other_cpu_note(source))
+
+
+def other_cpu_note(source: str) -> str:
+    """The caption's warning for a file of :data:`MADE_ON_ANOTHER_CPU` ("" for any other)."""
+    if source not in MADE_ON_ANOTHER_CPU:
+        return ""
+    cpu, consequence = MADE_ON_ANOTHER_CPU[source]
+    return f" It ran on {cpu}, not on the study's AMD EPYC, and discovery is not yet the same on every CPU: {consequence}."
 
 
 def second_prior_note(source: str) -> str:
@@ -372,7 +389,7 @@ def ablation_tables(df: pd.DataFrame, source: str) -> str:
 
     out = [f"Accuracy on `target_val` (never `test`), mean ± std over selection seeds; ConvNet-3, dc protocol, "
            f"{_join(df['epochs'].unique())} epochs, {_join(df['precision'].unique()) if 'precision' in df else 'fp32'}. "
-           f"Source: `{source}`.{second_prior_note(source)}"]
+           f"Source: `{source}`.{second_prior_note(source)}{other_cpu_note(source)}"]
     for sweep, part in df.groupby("sweep", sort=False):
         table, note = choice_table(part)
         out += ["", f"**{sweep}**", "", table, "", note]

@@ -308,4 +308,16 @@ def test_captions_say_which_files_hold_the_second_priors_generated_sets():
     for source, command in SECOND_PRIOR_GENERATED.items():
         assert "second prior" in _caption(df, source) and command in second_prior_note(source)
     assert "second prior" not in _caption(df, "results/study.csv") and second_prior_note("results/study.csv") == ""
-    assert "second prior" in report.render_block("ablations")
+    assert "second prior" not in report.render_block("ablations")  # notebook 05's gamma sweep, re-run
+
+
+def test_captions_say_which_files_were_made_on_another_cpu():
+    """A table of a file made on another CPU than the study's says which, and what follows from it;
+    the study's does not."""
+    from coda_utils.report_tables import MADE_ON_ANOTHER_CPU, _caption, other_cpu_note
+
+    df = pd.DataFrame({"arch": ["convnet3"], "epochs": [100]})
+    for source, (cpu, consequence) in MADE_ON_ANOTHER_CPU.items():
+        assert cpu in _caption(df, source) and consequence in other_cpu_note(source)
+    assert cpu in report.render_block("ablations") and cpu in report.render_block("selection-generation")
+    assert other_cpu_note("results/study.csv") == "" and "AMD EPYC" not in _caption(df, "results/study.csv")
