@@ -156,6 +156,20 @@ def _optimizer_step(loss: torch.Tensor, opt, sched=None, clip_params: list | Non
         sched.step()
 
 
+def _log_running_loss(running: float | None, loss: torch.Tensor, step: int, log: list, bar,
+                      weights: tuple[float, float]) -> float:
+    """The denoising loops' loss readout: the running mean ``weights[0] * running + weights[1] *
+    loss`` (the loss itself at the first step), a step of the progress bar, and every 50 steps a
+    ``{"step", "loss"}`` entry in ``log`` and the bar's postfix. Returns the running mean."""
+    value = loss.item()
+    running = value if running is None else weights[0] * running + weights[1] * value
+    bar.update(1)
+    if step % 50 == 0:
+        log.append({"step": step, "loss": running})
+        bar.set_postfix(loss=f"{running:.4f}")
+    return running
+
+
 def _autoencoder_stage(cfg: PriorConfig, vae, params: list, lr: float, steps: int, seed: int, pool: torch.Tensor,
                        path: Path, fp: dict, desc: str, loss_fn, progress: bool,
                        device: torch.device = torch.device("cpu")) -> tuple[list, float]:
@@ -314,11 +328,7 @@ def train_unet(cfg: PriorConfig, latents: dict, scaling_factor: float, tokenizer
         _optimizer_step(loss, opt, sched, clip_params=params)
         ema_unet.step(unet.parameters()); ema_text.step(text_encoder.parameters())
         step += 1
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        bar.update(1)
-        if step % 50 == 0:
-            log.append({"step": step, "loss": running})
-            bar.set_postfix(loss=f"{running:.4f}")
+        running = _log_running_loss(running, loss, step, log, bar, (0.98, 0.02))
         if step % cfg.checkpoint_every == 0 or step == cfg.unet_steps:
             _save_checkpoint(path, {"fingerprint": fp, "unet": unet.state_dict(), "text": text_encoder.state_dict(),
                                     "opt": opt.state_dict(), "sched": sched.state_dict(),
@@ -373,11 +383,7 @@ def finetune_unet(cfg: PriorConfig, unet, text_encoder, latents: dict, scaling_f
                                cfg.finetune_noise_offset, gen, rng, noise_sched, device)
         _optimizer_step(loss, opt, clip_params=params)
         step += 1
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-        bar.update(1)
-        if step % 50 == 0:
-            log.append({"step": step, "loss": running})
-            bar.set_postfix(loss=f"{running:.4f}")
+        running = _log_running_loss(running, loss, step, log, bar, (0.95, 0.05))
         if step % cfg.checkpoint_every == 0 or step == cfg.finetune_steps:
             _save_checkpoint(path, {"fingerprint": fp, "unet": unet.state_dict(), "text": text_encoder.state_dict(),
                                     "opt": opt.state_dict(), "gen": gen.get_state(), "rng": rng.bit_generator.state,

@@ -28,7 +28,7 @@ from .results import _pm
 
 __all__ = ["ROOT", "STUDY_RESULTS", "FULL_PROTOCOL_RESULTS", "SELECTION_GENERATION_RESULTS", "PRIOR_V1_RESULTS",
            "PRIOR_V2_RESULTS", "SECOND_PRIOR_GENERATED", "second_prior_note", "MADE_ON_ANOTHER_CPU",
-           "other_cpu_note", "set_background_table",
+           "other_cpu_note", "source_notes", "set_background_table",
            "study_table", "full_protocol_table", "selection_generation_table", "selection_generation_contrasts",
            "no_noise_fill_table", "no_noise_fill_contrasts", "NO_NOISE_FILL_RESULTS",
            "teachers_file", "soft_label_table", "ablation_tables", "round_trip_table", "precision_table",
@@ -168,7 +168,13 @@ def _caption(df: pd.DataFrame, source: str) -> str:
         if col in df.columns and df[col].nunique() == 1:
             parts.append(fmt.format(df[col].iloc[0]))
     return (f"{', '.join(parts)}; test split (10,000 images); accuracy after the last epoch. Source: `{source}`."
-            + second_prior_note(source) + other_cpu_note(source))
+            + source_notes(source))
+
+
+def source_notes(source: str) -> str:
+    """Every caption warning a result file carries: :func:`second_prior_note`, then
+    :func:`other_cpu_note` ("" for a file with neither)."""
+    return second_prior_note(source) + other_cpu_note(source)
 
 
 def other_cpu_note(source: str) -> str:
@@ -389,7 +395,7 @@ def ablation_tables(df: pd.DataFrame, source: str) -> str:
 
     out = [f"Accuracy on `target_val` (never `test`), mean ± std over selection seeds; ConvNet-3, dc protocol, "
            f"{_join(df['epochs'].unique())} epochs, {_join(df['precision'].unique()) if 'precision' in df else 'fp32'}. "
-           f"Source: `{source}`.{second_prior_note(source)}{other_cpu_note(source)}"]
+           f"Source: `{source}`.{source_notes(source)}"]
     for sweep, part in df.groupby("sweep", sort=False):
         table, note = choice_table(part)
         out += ["", f"**{sweep}**", "", table, "", note]
