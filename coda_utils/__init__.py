@@ -30,6 +30,7 @@ orchestration   :mod:`~coda_utils.baselines`      training-free selections, the 
                 :mod:`~coda_utils.params`         the notebooks' parameters, checked before any work starts
                 :mod:`~coda_utils.sweeps`         the ablation sweeps judged on ``target_val``: runner, points
                 :mod:`~coda_utils.scale`          stages 1, 3, 4 and 5 under ``accelerate launch``
+                :mod:`~coda_utils.portability`    this CPU's bits against the committed fingerprints
 presentation    :mod:`~coda_utils.plots`          every figure (re-exports the two below)
                 :mod:`~coda_utils.plots_stages`   the figures of stages 1-3
                 :mod:`~coda_utils.plots_style`    the figures' shared style, the image grids

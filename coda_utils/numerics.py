@@ -29,10 +29,16 @@ Two things are deliberately left to the machine:
   spectral initialisation of UMAP, and what follows from it, is only as portable as that
   setting.
 * thread counts, when set: a reduction split over more threads adds in another order, so the
-  thread count is part of the numbers. When ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and
-  ``OPENBLAS_NUM_THREADS`` are not set, :func:`pin` sets them to :data:`THREADS` (1, as
-  ``make study`` runs every process), not to the machine's core count; a stage's ``threads`` parameter
-  and ``make study`` (one thread a process) set their own, and :func:`settings` records them.
+  thread count is part of the numbers. When ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
+  ``OPENBLAS_NUM_THREADS`` and ``NUMBA_NUM_THREADS`` are not set, :func:`pin` sets them to
+  :data:`THREADS` (1, as ``make study`` runs every process), not to the machine's core count; a
+  stage's ``threads`` parameter and ``make study`` (one thread a process) set their own, and
+  :func:`settings` records them. numba's is among them because its OpenMP threading layer shares
+  PyTorch's OpenMP runtime: umap-learn's first parallel kernel sets the process's OpenMP thread
+  count to ``NUMBA_NUM_THREADS`` (the core count when unset), and a network trained afterwards in
+  the same process sums over that many threads. :func:`coda_utils.discovery.run_umap` restores the
+  count itself (``threadpool_limits``); the pin covers every other caller of umap-learn (the
+  fingerprints of :mod:`coda_utils.portability` call its steps one by one).
 
 ``CODA_NUMERICS=native`` switches the pins off (the libraries' own choice: faster on a big CPU,
 CPU-dependent numbers; ``settings()["mode"]`` records it). The cost of each pin is measured by
@@ -40,9 +46,10 @@ CPU-dependent numbers; ``settings()["mode"]`` records it). The cost of each pin 
 the portable path; ``"bf16"`` / ``"auto"`` (bf16 where the CPU has AVX-512 BF16) is the fast path,
 whose rows say so in their ``precision`` column.
 
-What this cannot pin: oneDNN and MKL kernels may size their blocks by the CPU's cache sizes
-(MKL guarantees the same results across CPUs in its conditional-numerical-reproducibility mode,
-which :data:`PORTABLE` sets; oneDNN gives no such guarantee), and a GPU's kernels are not
+What this cannot pin: oneDNN kernels may size their blocks by the CPU's cache sizes (MKL
+guarantees the same results across CPUs, Intel's and others', only in the COMPATIBLE branch of its
+conditional-numerical-reproducibility mode, which :data:`PORTABLE` sets and :func:`settings`
+reads back from MKL as ``mkl_cnr_branch``; oneDNN gives no such guarantee), and a GPU's kernels are not
 deterministic. ``tests/test_numerics.py`` runs the pipeline under an emulated older CPU and
 requires identical bytes.
 """
@@ -52,8 +59,10 @@ import os
 import platform
 import sys
 import warnings
+from pathlib import Path
 
-__all__ = ["PORTABLE", "LEVEL", "THREADS", "NATIVE_VARIABLE", "pin", "pinned", "settings", "cpu_info", "problems"]
+__all__ = ["PORTABLE", "LEVEL", "THREADS", "NATIVE_VARIABLE", "pin", "pinned", "settings", "cpu_info", "mkl_cnr_branch",
+           "problems"]
 
 #: the portable instruction-set level: x86-64 with AVX (no AVX2, FMA or AVX-512)
 LEVEL = "x86-64+avx"
@@ -72,8 +81,11 @@ PORTABLE: dict[str, str] = {
     # oneDNN (PyTorch's convolutions): JIT kernels for AVX at most
     "ONEDNN_MAX_CPU_ISA": "AVX",
     "DNNL_MAX_CPU_ISA": "AVX",
-    # MKL (PyTorch's matrix products): conditional numerical reproducibility, the AVX branch
-    "MKL_CBWR": "AVX",
+    # MKL (PyTorch's matrix products): conditional numerical reproducibility, its COMPATIBLE branch
+    # (SSE2 without the rcpps/rsqrtps estimates). The only branch besides AUTO that MKL honours on
+    # non-Intel CPUs: any other name (AVX, AVX2, ...) falls back to AUTO on an AMD CPU, and oneMKL
+    # 2024 runs AVX as its SSE4_2 branch on an Intel one, so the two vendors computed other bits
+    "MKL_CBWR": "COMPATIBLE",
     # numpy: the loops and sorts of its baseline (x86-64-v2), none of its AVX2 / AVX-512 ones
     "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",
     # OpenBLAS (numpy's and scipy's BLAS): the Sandy Bridge (AVX) kernels; left alone if set
@@ -135,7 +147,7 @@ def pin(environ=None) -> dict[str, str]:
         env[name] = value
         applied[name] = value
         source[name] = "coda_utils.numerics"
-    for name in _THREAD_VARIABLES[:3]:
+    for name in _THREAD_VARIABLES:
         if not env.get(name):
             env[name] = applied[name] = str(THREADS)
             source[name] = "coda_utils.numerics"
@@ -184,6 +196,34 @@ def cpu_info() -> dict:
     return {"machine": platform.machine(), "model": model, "isa_flags": flags}
 
 
+#: MKL's names of its conditional-numerical-reproducibility branches (``mkl_cbwr.h``)
+_MKL_BRANCHES = {1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2", 9: "AVX",
+                 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512", 13: "AVX512_MIC_E1", 14: "AVX512_E1"}
+
+
+def mkl_cnr_branch() -> str | None:
+    """The code branch MKL runs in this process, as MKL itself reports it (``mkl_cbwr_get``), or
+    ``None`` where PyTorch carries no MKL (an ARM or macOS build). ``MKL_CBWR=AVX`` reads back as
+    ``SSE4_2`` on an Intel CPU (oneMKL 2024 has no AVX branch) and would be ``AUTO`` on an AMD one:
+    only ``COMPATIBLE`` is the same branch on every x86-64 CPU."""
+    import ctypes
+
+    import torch
+
+    lib = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        handle = ctypes.CDLL(str(lib))
+    except OSError:
+        return None
+    for name in ("mkl_cbwr_get", "mkl_serv_cbwr_get"):
+        get = getattr(handle, name, None)
+        if get is not None:
+            get.restype, get.argtypes = ctypes.c_int, [ctypes.c_int]
+            code = get(1)  # MKL_CBWR_BRANCH
+            return _MKL_BRANCHES.get(code, str(code))
+    return None
+
+
 def settings() -> dict:
     """Everything that decides the CPU code paths of this process, for ``versions.json``: the
     mode (``portable`` / ``native``), the pinned variables and where each came from, thread
@@ -199,6 +239,7 @@ def settings() -> dict:
         import torch
 
         out["torch_threads"] = torch.get_num_threads()
+        out["mkl_cnr_branch"] = mkl_cnr_branch()
         try:
             out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         except Exception:  # pragma: no cover - older torch
@@ -220,6 +261,10 @@ def problems() -> list[str]:
         out.append(f"numerics mode is {_state.get('mode', 'unpinned')!r}, not 'portable'")
     for mod in _state.get("late", []):
         out.append(f"{mod} was imported before coda_utils: its code paths are this CPU's")
+    if "torch" in sys.modules and _state.get("mode") == "portable" and _is_x86():
+        branch = mkl_cnr_branch()
+        if branch not in (None, PORTABLE["MKL_CBWR"]):
+            out.append(f"MKL runs its {branch} branch, not {PORTABLE['MKL_CBWR']} (MKL_CBWR): its products are this CPU's")
     for name, value in PORTABLE.items():
         if _state.get("source", {}).get(name) == "environment":
             out.append(f"{name}={os.environ.get(name)} was set by the machine and kept (portable value: {value})")

@@ -27,8 +27,8 @@ from . import evaluation, stats
 from .results import _pm
 
 __all__ = ["ROOT", "STUDY_RESULTS", "FULL_PROTOCOL_RESULTS", "SELECTION_GENERATION_RESULTS", "PRIOR_V1_RESULTS",
-           "PRIOR_V2_RESULTS", "SECOND_PRIOR_GENERATED", "second_prior_note", "MADE_ON_ANOTHER_CPU",
-           "other_cpu_note", "source_notes", "set_background_table",
+           "PRIOR_V2_RESULTS", "SECOND_PRIOR_GENERATED", "second_prior_note", "EARLIER_PINS",
+           "earlier_pins_note", "source_notes", "set_background_table",
            "study_table", "full_protocol_table", "selection_generation_table", "selection_generation_contrasts",
            "no_noise_fill_table", "no_noise_fill_contrasts", "NO_NOISE_FILL_RESULTS",
            "teachers_file", "soft_label_table", "ablation_tables", "round_trip_table", "precision_table",
@@ -56,15 +56,21 @@ PRIOR_V2_RESULTS = "results/prior_v2"
 SECOND_PRIOR_GENERATED = {
     FULL_PROTOCOL_RESULTS: "`make full`",
 }
-#: result files made on another CPU than the study's (an AMD EPYC): that CPU, and what follows from
-#: it. Discovery (UMAP) is not yet the same on every x86-64 CPU, and training not in its last digits
-#: (README, "The same numbers on any x86-64 CPU"), so what follows discovery differs from the study's
+#: result files made before the pins of ``coda_utils.numerics`` named MKL's one branch that every
+#: vendor's CPU runs (``COMPATIBLE``) and numba's thread count: the machine that made each, and
+#: what follows. Today's code gives other bits on any CPU, so their discovery (UMAP's clusters) and
+#: every row after it is that machine's, not the one of ``results/study.csv`` (README, "The same
+#: numbers on any x86-64 CPU"); their captions say so
 _INTEL = "an Intel Xeon with AVX-512 and AMX"
-MADE_ON_ANOTHER_CPU = {
-    SELECTION_GENERATION_RESULTS: (_INTEL, "its `coda_r` and `coda_g` rows follow that CPU's discovery, and its "
-                                           "networks on ten images per class may differ in their last digits (its "
-                                           "IPC 1 rows of k-means and herding equal the AMD machine's)"),
-    "results/ablations.csv": (_INTEL, "every guided point follows that CPU's discovery"),
+_AMD = "an AMD EPYC with AVX2"
+EARLIER_PINS = {
+    SELECTION_GENERATION_RESULTS: (_INTEL, "its `coda_r` and `coda_g` rows follow that machine's discovery, and its "
+                                           "networks on ten images per class may differ in their last digits"),
+    "results/ablations.csv": (_INTEL, "every guided point follows that machine's discovery"),
+    "results/ablations_ipc50.csv": (_AMD, "every guided point follows that machine's discovery"),
+    NO_NOISE_FILL_RESULTS: (_AMD, "its discovered rows follow that machine's discovery"),
+    FULL_PROTOCOL_RESULTS: ("an AVX-512 machine in bf16", "its discovered and generated rows follow that machine's "
+                                                          "discovery"),
 }
 
 _SETTING_LABELS = {"arch": "{}", "protocol": "{} protocol", "epochs": "{} epochs", "precision": "{}"}
@@ -173,16 +179,17 @@ def _caption(df: pd.DataFrame, source: str) -> str:
 
 def source_notes(source: str) -> str:
     """Every caption warning a result file carries: :func:`second_prior_note`, then
-    :func:`other_cpu_note` ("" for a file with neither)."""
-    return second_prior_note(source) + other_cpu_note(source)
+    :func:`earlier_pins_note` ("" for a file with neither)."""
+    return second_prior_note(source) + earlier_pins_note(source)
 
 
-def other_cpu_note(source: str) -> str:
-    """The caption's warning for a file of :data:`MADE_ON_ANOTHER_CPU` ("" for any other)."""
-    if source not in MADE_ON_ANOTHER_CPU:
+def earlier_pins_note(source: str) -> str:
+    """The caption's warning for a file of :data:`EARLIER_PINS` ("" for any other)."""
+    if source not in EARLIER_PINS:
         return ""
-    cpu, consequence = MADE_ON_ANOTHER_CPU[source]
-    return f" It ran on {cpu}, not on the study's AMD EPYC, and discovery is not yet the same on every CPU: {consequence}."
+    machine, consequence = EARLIER_PINS[source]
+    return (f" It was made on {machine}, before the pins that give every CPU the same bits (MKL's branch, numba's "
+            f"threads): today's code computes other bits, and {consequence}.")
 
 
 def second_prior_note(source: str) -> str:

@@ -80,6 +80,8 @@ def run(out: Path) -> dict:
     # 2. discovery: UMAP + HDBSCAN, exactly 2 representatives a class
     disc = discovery.discover(cache, ipc=2, seed=0, progress=False)
     report["representatives"] = disc.positions.tolist()
+    # numba's parallel kernels share PyTorch's OpenMP runtime: what they leave is what training sums over
+    report["torch_threads_after_discovery"] = torch.get_num_threads()
     report["embedding"] = _sha(np.ascontiguousarray(disc.per_class[0].embedding).tobytes()) \
         if getattr(disc.per_class[0], "embedding", None) is not None else None
     # 3. CoDA-guided generation, 6 steps

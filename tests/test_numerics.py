@@ -22,6 +22,7 @@ def test_pin_sets_every_variable():
     assert {k: applied[k] for k in numerics.PORTABLE} == numerics.PORTABLE == {k: env[k] for k in numerics.PORTABLE}
     # no thread count named: one thread, not the machine's core count
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "1"
+    assert env["NUMBA_NUM_THREADS"] == "1"  # numba's OpenMP layer would set PyTorch's count to the core count
     env = {"OMP_NUM_THREADS": "4"}
     numerics.pin(env)
     assert env["OMP_NUM_THREADS"] == "4"
@@ -53,6 +54,8 @@ def test_this_process_is_pinned():
 
     assert numerics.pinned(), numerics.problems()
     assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+    # MKL runs the branch it runs on every vendor's CPU (read back from MKL itself, not from the variable)
+    assert numerics.mkl_cnr_branch() in (None, "COMPATIBLE") and not numerics.problems()
     s = numerics.settings()
     assert s["mode"] == "portable" and s["cpu"]["machine"] and s["variables"]["NUMBA_CPU_NAME"] == "sandybridge"
 
@@ -82,10 +85,43 @@ def test_emulated_older_cpu_gives_the_same_bytes(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in numerics.PORTABLE or k == "OPENBLAS_CORETYPE"}
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     env.pop(numerics.NATIVE_VARIABLE, None)
+    env.pop("NUMBA_NUM_THREADS", None)  # the child's pin must set it (else numba's first kernel sets every core)
     with ThreadPoolExecutor(2) as pool:  # the two processes side by side (one umap compilation each)
         host, old = pool.map(lambda a: _pipeline(tmp_path / a[0], a[1], env), [("host", None), ("emulated", level)])
     # the emulation took effect: numba saw an older CPU
     assert old["host_cpu_seen"] in ("haswell", "sandybridge") and host["host_cpu_seen"] != old["host_cpu_seen"]
     assert host["pinned"] and old["pinned"]
+    # UMAP's numba kernels left PyTorch's thread count alone (discovery's guard and the pin of NUMBA_NUM_THREADS):
+    # training after discovery sums on one thread
+    assert host["torch_threads_after_discovery"] == old["torch_threads_after_discovery"] == 1
     for stage in ("latents", "representatives", "embedding", "png", "accuracy", "train_loss", "weights"):
         assert host[stage] == old[stage], f"{stage} differs between this CPU and an emulated {level} CPU"
+
+
+def test_mkl_branch_check_tells_an_intel_only_branch():
+    """The check above can fail: a branch MKL runs only on Intel CPUs (here ``AVX``, which oneMKL runs
+    as SSE4_2 on an Intel CPU and as AUTO on an AMD one, the pin that once made the two vendors' UMAP
+    clusters differ) is read back and named by problems()."""
+    env = dict(os.environ, MKL_CBWR="AVX")
+    code = ("import coda_utils, os; os.environ['MKL_CBWR']='AVX'\n"
+            "import torch; from coda_utils import numerics; print(numerics.mkl_cnr_branch()); print(numerics.problems())")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    branch, problems = res.stdout.strip().splitlines()[-2:]
+    if branch == "None":
+        pytest.skip("this PyTorch carries no MKL")
+    assert branch != "COMPATIBLE" and "MKL runs its" in problems
+
+
+@pytest.mark.slow
+def test_this_cpu_computes_the_committed_fingerprints():
+    """Encoding, every step of discovery and one probe per library (coda_utils.portability) give on
+    this CPU the bits of every CPU whose fingerprints are committed (results/numerics_fingerprint.csv).
+    The trainings are left to nbval (notebook 04's stored accuracies)."""
+    from coda_utils import portability
+
+    rows = portability.fingerprint(training=False)
+    diff = portability.differences(rows, portability.read_reference())
+    here = "\n".join(f"{r['stage']:24s} {r['sha256']}  {r['summary']}" for r in rows)
+    assert not diff, ("this CPU computes other bits (the first stage names the library):\n" + "\n".join(diff)
+                      + f"\nthis machine ({rows[0]['cpu']}, MKL {rows[0]['mkl_branch']}):\n{here}")

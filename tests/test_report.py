@@ -311,13 +311,15 @@ def test_captions_say_which_files_hold_the_second_priors_generated_sets():
     assert "second prior" not in report.render_block("ablations")  # notebook 05's gamma sweep, re-run
 
 
-def test_captions_say_which_files_were_made_on_another_cpu():
-    """A table of a file made on another CPU than the study's says which, and what follows from it;
-    the study's does not."""
-    from coda_utils.report_tables import MADE_ON_ANOTHER_CPU, _caption, other_cpu_note
+def test_captions_say_which_files_were_made_with_earlier_pins():
+    """A table of a file made before today's numerics pins says on which machine, and what follows
+    from it; the study's, re-made with them, does not."""
+    from coda_utils.report_tables import EARLIER_PINS, _caption, earlier_pins_note
 
     df = pd.DataFrame({"arch": ["convnet3"], "epochs": [100]})
-    for source, (cpu, consequence) in MADE_ON_ANOTHER_CPU.items():
-        assert cpu in _caption(df, source) and consequence in other_cpu_note(source)
-    assert cpu in report.render_block("ablations") and cpu in report.render_block("selection-generation")
-    assert other_cpu_note("results/study.csv") == "" and "AMD EPYC" not in _caption(df, "results/study.csv")
+    for source, (machine, consequence) in EARLIER_PINS.items():
+        assert machine in _caption(df, source) and consequence in earlier_pins_note(source)
+    for block, source in (("ablations", "results/ablations.csv"), ("selection-generation",
+                                                                   "results/selection_generation.csv")):
+        assert EARLIER_PINS[source][0] in report.render_block(block)
+    assert earlier_pins_note("results/study.csv") == "" and "before the pins" not in _caption(df, "results/study.csv")
