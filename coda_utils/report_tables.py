@@ -66,7 +66,6 @@ _AMD = "an AMD EPYC with AVX2"
 EARLIER_PINS = {
     SELECTION_GENERATION_RESULTS: (_INTEL, "its `coda_r` and `coda_g` rows follow that machine's discovery, and its "
                                            "networks on ten images per class may differ in their last digits"),
-    "results/ablations.csv": (_INTEL, "every guided point follows that machine's discovery"),
     "results/ablations_ipc50.csv": (_AMD, "every guided point follows that machine's discovery"),
     NO_NOISE_FILL_RESULTS: (_AMD, "its discovered rows follow that machine's discovery"),
     FULL_PROTOCOL_RESULTS: ("an AVX-512 machine in bf16", "its discovered and generated rows follow that machine's "

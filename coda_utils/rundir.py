@@ -243,16 +243,45 @@ class RunDir(_Folder):
         numeric settings in force (:func:`coda_utils.numerics.settings`: CPU model, ISA flags,
         pinned code paths, threads) under
         ``stage`` in ``versions.json``; returns them. A stage that ran with other versions
-        than an earlier stage of the run is visible there."""
+        than an earlier stage of the run is visible there.
+
+        Raises:
+            ParameterError: an earlier stage of the run ran under other numeric code paths (another
+                mode, pinned variable or MKL branch; the CPU model may differ, since the pins give
+                every CPU the same bits): its caches hold another setting's bits, and the run would
+                mix the two. The message names ``versions.json``, the stage and what differs."""
         from coda_utils import numerics
+
+        from .errors import ParameterError
 
         versions = package_versions()
         # the CPU, its instruction-set flags and the code paths in force (portable or native)
         versions["numerics"] = numerics.settings()
         old = read_json(self.versions) if self.versions.is_file() else {}
+        now = _code_paths(versions["numerics"])
+        for earlier, record in old.items():
+            then = _code_paths(record.get("numerics", {}))
+            # a value one side did not record (MKL's branch is read only once torch is loaded) is not compared
+            diff = {k: (then[k], v) for k, v in now.items()
+                    if earlier != stage and v is not None and then.get(k) is not None and then[k] != v}
+            if diff:
+                raise ParameterError(
+                    f"{self.versions}: stage {earlier} of this run ran under other numeric code paths than "
+                    f"this process ({', '.join(f'{k} {a!r} there, {b!r} here' for k, (a, b) in diff.items())}), so "
+                    f"its files hold other bits than this stage would make. Start a new run folder (or delete "
+                    f"{self.root}) to run every stage under today's settings (coda_utils.numerics).")
         old[stage] = versions
         write_json(self.versions, old)
         return versions
+
+
+def _code_paths(settings: dict) -> dict:
+    """What decides a run's bits in :func:`coda_utils.numerics.settings`: the mode, every pinned
+    variable and MKL's branch (not the CPU model: the pins give every CPU the same bits)."""
+    out = {"mode": settings.get("mode")}
+    out.update({k: v for k, v in (settings.get("variables") or {}).items()})
+    out["mkl_cnr_branch"] = settings.get("mkl_cnr_branch")
+    return out
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,26 @@ def test_record_versions_keeps_every_stage(tmp_path):
     import json
 
     assert set(json.loads(Path(run.versions).read_text())) == {"01_encode", "02_discover"}
+
+
+def test_record_versions_refuses_a_run_made_under_other_code_paths(tmp_path):
+    """A run folder whose earlier stage ran under other numeric pins (here MKL's old AVX pin, which
+    MKL ran as another branch on each vendor's CPU) is refused: its caches hold other bits."""
+    import json
+
+    from coda_utils.errors import ParameterError
+
+    run = RunDir(tmp_path)
+    run.record_versions("01_encode")
+    run.record_versions("01_encode")  # the same stage again, same settings: fine
+    record = json.loads(Path(run.versions).read_text())
+    record["01_encode"]["numerics"]["variables"]["MKL_CBWR"] = "AVX"
+    record["01_encode"]["numerics"]["mkl_cnr_branch"] = "SSE4_2"
+    record["01_encode"]["numerics"]["cpu"] = {"model": "another CPU"}  # a CPU alone never refuses
+    Path(run.versions).write_text(json.dumps(record))
+    with pytest.raises(ParameterError, match=r"versions.json: stage 01_encode .*MKL_CBWR 'AVX' there"):
+        run.record_versions("02_discover")
+    record["01_encode"]["numerics"]["variables"]["MKL_CBWR"] = "COMPATIBLE"
+    record["01_encode"]["numerics"]["mkl_cnr_branch"] = run.record_versions("01_encode")["numerics"]["mkl_cnr_branch"]
+    Path(run.versions).write_text(json.dumps(record))
+    run.record_versions("02_discover")  # the same code paths on another CPU: accepted
