@@ -49,11 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         df = pd.DataFrame(rows)
         if args.out.exists():
             old = portability.read_reference(args.out)
-            keep = (old["cpu"] != head["cpu"]) | (old["flags"] != head["flags"])
-            if "mkl_branch" in old.columns:  # a block made with another MKL pin is not a reference
-                keep &= old["mkl_branch"] == head["mkl_branch"]
-            else:
-                keep &= False
+            # another CPU's block stays, unless it was made with another MKL pin (then it is no reference)
+            same_pin = (old["mkl_branch"] == head["mkl_branch"]) if "mkl_branch" in old.columns else False
+            keep = ((old["cpu"] != head["cpu"]) | (old["flags"] != head["flags"])) & same_pin
             df = pd.concat([old[keep], df], ignore_index=True)
         with io.atomic_write(args.out, "w") as fh:
             df[list(portability.MACHINE_COLUMNS) + ["stage", "sha256", "summary"]].to_csv(fh, index=False)

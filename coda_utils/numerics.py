@@ -261,7 +261,7 @@ def problems() -> list[str]:
         out.append(f"numerics mode is {_state.get('mode', 'unpinned')!r}, not 'portable'")
     for mod in _state.get("late", []):
         out.append(f"{mod} was imported before coda_utils: its code paths are this CPU's")
-    if "torch" in sys.modules and _state.get("mode") == "portable" and _is_x86():
+    if "torch" in sys.modules and _state.get("mode") == "portable":  # portable: an x86-64 CPU
         branch = mkl_cnr_branch()
         if branch not in (None, PORTABLE["MKL_CBWR"]):
             out.append(f"MKL runs its {branch} branch, not {PORTABLE['MKL_CBWR']} (MKL_CBWR): its products are this CPU's")

@@ -236,10 +236,9 @@ def differences(rows: list[dict], reference) -> list[str]:
     ref = reference[reference["mode"] == "portable"]
     out = []
     for _, block in ref.groupby(["cpu", "flags"], sort=False):
-        have = dict(zip(block["stage"], block["sha256"]))
+        have, where = dict(zip(block["stage"], block["sha256"])), block.iloc[0]
         for r in rows:
             if r["stage"] in have and have[r["stage"]] != r["sha256"]:
-                where = block.iloc[0]
                 out.append(f"{r['stage']}: {r['sha256']} here ({r.get('cpu', '')}, MKL {r.get('mkl_branch', '')}) "
                            f"against {have[r['stage']]} on {where['cpu']} ({where['flags']}, MKL "
                            f"{where.get('mkl_branch', '?')}) {r.get('summary', '')}".rstrip())

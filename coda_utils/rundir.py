@@ -260,10 +260,11 @@ class RunDir(_Folder):
         old = read_json(self.versions) if self.versions.is_file() else {}
         now = _code_paths(versions["numerics"])
         for earlier, record in old.items():
+            if earlier == stage:  # this stage run again: it rewrites its own record
+                continue
             then = _code_paths(record.get("numerics", {}))
             # a value one side did not record (MKL's branch is read only once torch is loaded) is not compared
-            diff = {k: (then[k], v) for k, v in now.items()
-                    if earlier != stage and v is not None and then.get(k) is not None and then[k] != v}
+            diff = {k: (then[k], v) for k, v in now.items() if v is not None and then.get(k) not in (None, v)}
             if diff:
                 raise ParameterError(
                     f"{self.versions}: stage {earlier} of this run ran under other numeric code paths than "
@@ -278,10 +279,8 @@ class RunDir(_Folder):
 def _code_paths(settings: dict) -> dict:
     """What decides a run's bits in :func:`coda_utils.numerics.settings`: the mode, every pinned
     variable and MKL's branch (not the CPU model: the pins give every CPU the same bits)."""
-    out = {"mode": settings.get("mode")}
-    out.update({k: v for k, v in (settings.get("variables") or {}).items()})
-    out["mkl_cnr_branch"] = settings.get("mkl_cnr_branch")
-    return out
+    return {"mode": settings.get("mode"), **(settings.get("variables") or {}),
+            "mkl_cnr_branch": settings.get("mkl_cnr_branch")}
 
 
 @dataclass(frozen=True)

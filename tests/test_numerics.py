@@ -102,10 +102,10 @@ def test_mkl_branch_check_tells_an_intel_only_branch():
     """The check above can fail: a branch MKL runs only on Intel CPUs (here ``AVX``, which oneMKL runs
     as SSE4_2 on an Intel CPU and as AUTO on an AMD one, the pin that once made the two vendors' UMAP
     clusters differ) is read back and named by problems()."""
-    env = dict(os.environ, MKL_CBWR="AVX")
+    # set after coda_utils's pin (which would write COMPATIBLE), before torch loads MKL
     code = ("import coda_utils, os; os.environ['MKL_CBWR']='AVX'\n"
             "import torch; from coda_utils import numerics; print(numerics.mkl_cnr_branch()); print(numerics.problems())")
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     branch, problems = res.stdout.strip().splitlines()[-2:]
     if branch == "None":
